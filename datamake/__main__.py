@@ -1,0 +1,4 @@
+"""`python -m datamake`."""
+from .cli import main
+
+main()

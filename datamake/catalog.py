@@ -1,0 +1,343 @@
+"""Where datasets live and how they are read and written: the only user of fsspec.
+
+Local paths go straight to `os` (a stat costs microseconds; fsspec's local layer adds
+more than the check itself). Every write is atomic: the value is saved to a temporary
+file on the same filesystem and renamed into place only once complete, so a reader
+never sees half a file and a failed recipe leaves the previous version in place.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+from . import formats
+from .errors import CatalogError
+from .formats import FormatError
+from .graph import DatasetInfo
+from .hashing import hash_file, hash_parts, hash_stream
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+TMP_DIR = ".datamake/tmp"
+
+
+class Location(NamedTuple):
+    """A dataset resolved: absolute local path or fsspec URL, and its format."""
+
+    name: str
+    url: str
+    local: bool
+    format: str
+    options: dict[str, Any]
+
+
+class Pending(NamedTuple):
+    """A value written to a temporary place, not yet visible at its location."""
+
+    name: str
+    tmp: str
+    final: str
+    local: bool
+    digest: str
+
+
+def expand_env(location: str, env: Mapping[str, str]) -> str:
+    """`${VAR}` replaced from `env`. Raises KeyError(VAR) for an unset variable."""
+    def sub(m: re.Match) -> str:
+        return env[m.group(1)]
+
+    return _ENV.sub(sub, location)
+
+
+def local_stamp(path: str) -> str | None:
+    """A cheap change token for a local file or folder: mtime, size and inode."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not os.path.isdir(path):
+        return f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+    parts = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            p = os.path.join(dirpath, fn)
+            try:
+                s = os.stat(p)
+            except OSError:
+                continue
+            parts.append(f"{os.path.relpath(p, path)}:{s.st_mtime_ns}:{s.st_size}:{s.st_ino}")
+    return "d:" + hash_parts(*parts)
+
+
+# Stamps younger than this are not trusted: a file rewritten within one timestamp tick
+# of being checked could keep its mtime and size (git's "racily clean" problem).
+RACY_NS = 20_000_000
+
+
+def stable(stamp: str | None) -> str:
+    """The stamp to remember: '' (unknown, so the next check hashes) when it is too
+    young to be trusted."""
+    if not stamp or stamp.startswith(("d:", "r:")):
+        return stamp or ""
+    try:
+        mtime = int(stamp.split(":", 1)[0])
+    except ValueError:
+        return stamp
+    return "" if time.time_ns() - mtime < RACY_NS else stamp
+
+
+def local_digest(path: str) -> str:
+    """The content digest of a local file, or of a folder's files and their names."""
+    if not os.path.isdir(path):
+        return hash_file(path)
+    parts = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            p = os.path.join(dirpath, fn)
+            parts.append(f"{os.path.relpath(p, path)}={hash_file(p)}")
+    return "d:" + hash_parts(*parts)
+
+
+class Catalog:
+    """Datasets by name: locations, stamps, digests, loading and atomic saving."""
+
+    def __init__(self, root: Path, datasets: Mapping[str, DatasetInfo],
+                 env: Mapping[str, str] | None = None):
+        self.root = Path(root)
+        self.datasets = datasets
+        self.env = os.environ if env is None else env
+        self._locations: dict[tuple[str, str | None], Location] = {}
+        self._fs: dict[str, Any] = {}
+        self._tmp_dev: int | None = None
+        self._counter = itertools.count()
+
+    # -- locations ----------------------------------------------------------------
+
+    def location(self, name: str, key: str | None = None) -> Location:
+        """Where dataset `name` (partition `key`) lives. Raises CatalogError."""
+        loc = self._locations.get((name, key))
+        if loc is not None:
+            return loc
+        info = self.datasets.get(name)
+        if info is None:
+            raise CatalogError(f"`{name}` is not a dataset")
+        try:
+            raw = expand_env(info.location, self.env)
+        except KeyError as e:
+            raise CatalogError(f"dataset `{name}`: environment variable `{e.args[0]}` is not set",
+                               help=f"set it, e.g. `export {e.args[0]}=...`") from None
+        if key is not None:
+            raw = re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*\}", lambda m: key, raw, count=1)
+        if raw.startswith("file://"):
+            raw = raw[len("file://"):]
+        local = not _URL.match(raw)
+        if local:
+            url = os.path.normpath(os.path.join(self.root, os.path.expanduser(raw)))
+        else:
+            url = raw
+        base = raw.rstrip("/").rsplit("/", 1)[-1]
+        ext = os.path.splitext(base)[1].lower()
+        fmt = info.format or formats.for_extension(ext)
+        if fmt != formats.PATH:
+            try:
+                formats.get(fmt)
+            except FormatError as e:
+                raise CatalogError(f"dataset `{name}`: {e}",
+                                   help="known formats: " + ", ".join(formats.known())) from None
+        options = dict(info.options)
+        if fmt == "image":
+            options.setdefault("ext", ext)
+        loc = Location(name, url, local, fmt, options)
+        self._locations[(name, key)] = loc
+        return loc
+
+    def fs(self, url: str):
+        """The fsspec filesystem for a URL (imported on first use)."""
+        protocol = url.split("://", 1)[0]
+        fs = self._fs.get(protocol)
+        if fs is None:
+            import fsspec
+
+            fs = self._fs[protocol] = fsspec.filesystem(protocol)
+        return fs
+
+    # -- checking -------------------------------------------------------------------
+
+    def stamp(self, name: str, key: str | None = None) -> str | None:
+        """A change token for the stored dataset, or None when it does not exist."""
+        loc = self.location(name, key)
+        if loc.local:
+            return local_stamp(loc.url)
+        try:
+            info = self.fs(loc.url).info(loc.url)
+        except FileNotFoundError:
+            return None
+        except Exception as e:
+            raise self._storage_error(loc, e) from None
+        token = info.get("ETag") or info.get("etag") or ""
+        when = info.get("LastModified") or info.get("mtime") or info.get("created") or ""
+        return f"r:{token}:{info.get('size')}:{when}"
+
+    def digest(self, name: str, key: str | None = None) -> str:
+        """The content digest of the stored dataset. Raises CatalogError."""
+        loc = self.location(name, key)
+        try:
+            if loc.local:
+                return local_digest(loc.url)
+            with self.fs(loc.url).open(loc.url, "rb") as f:
+                return hash_stream(f)
+        except FileNotFoundError:
+            raise CatalogError(f"dataset `{name}` does not exist at `{self.shown(loc)}`") from None
+        except OSError as e:
+            raise self._storage_error(loc, e) from None
+
+    def exists(self, name: str, key: str | None = None) -> bool:
+        return self.stamp(name, key) is not None
+
+    def shown(self, loc: Location) -> str:
+        """A location as the user wrote it (relative to the Datafile when local)."""
+        if loc.local:
+            try:
+                return os.path.relpath(loc.url, self.root)
+            except ValueError:
+                return loc.url
+        return loc.url
+
+    # -- reading --------------------------------------------------------------------
+
+    def load(self, name: str, key: str | None = None) -> Any:
+        """The value of dataset `name`; a `path` dataset gives its path."""
+        loc = self.location(name, key)
+        if loc.format == formats.PATH:
+            return loc.url
+        fmt = formats.get(loc.format)
+        try:
+            if loc.local:
+                with open(loc.url, "rb") as f:
+                    return fmt.load(f, loc.options)
+            with self.fs(loc.url).open(loc.url, "rb") as f:
+                return fmt.load(f, loc.options)
+        except FileNotFoundError:
+            raise CatalogError(f"dataset `{name}` does not exist at `{self.shown(loc)}`",
+                               help="build the rule that writes it, or check the location") from None
+        except FormatError as e:
+            raise CatalogError(f"dataset `{name}` at `{self.shown(loc)}`: {e}") from None
+
+    # -- writing --------------------------------------------------------------------
+
+    def _tmp_for(self, final: str) -> str:
+        """A fresh temporary path on the same filesystem as `final` (rename is atomic)."""
+        parent = os.path.dirname(final)
+        os.makedirs(parent, exist_ok=True)
+        tmpdir = os.path.join(self.root, TMP_DIR)
+        if self._tmp_dev is None:
+            os.makedirs(tmpdir, exist_ok=True)
+            self._tmp_dev = os.stat(tmpdir).st_dev
+        n = next(self._counter)
+        base = os.path.basename(final)
+        if os.stat(parent).st_dev == self._tmp_dev:
+            return os.path.join(tmpdir, f"{os.getpid()}-{n}-{base}")
+        return os.path.join(parent, f".{base}.datamake-tmp-{os.getpid()}-{n}")
+
+    def temp_path(self, name: str, key: str | None = None) -> Pending:
+        """A fresh path for a recipe to write a `path` output to (then `seal` it)."""
+        loc = self.location(name, key)
+        if loc.local:
+            tmp = self._tmp_for(loc.url)
+        else:
+            os.makedirs(os.path.join(self.root, TMP_DIR), exist_ok=True)
+            tmp = os.path.join(self.root, TMP_DIR, f"{os.getpid()}-{next(self._counter)}-{name}")
+        return Pending(name, tmp, loc.url, loc.local, "")
+
+    def seal(self, pending: Pending) -> Pending:
+        """A written temporary path, with its digest. Raises CatalogError when missing."""
+        if not os.path.exists(pending.tmp):
+            raise CatalogError(f"the recipe did not write its output `{pending.name}`",
+                               help=f"a `path` output must be created at the path bound to "
+                                    f"`{pending.name}` in the recipe")
+        return pending._replace(digest=local_digest(pending.tmp))
+
+    def write(self, name: str, value: Any, key: str | None = None) -> Pending:
+        """Save `value` to a temporary file; `commit` makes it visible. Raises CatalogError."""
+        loc = self.location(name, key)
+        if loc.format == formats.PATH:
+            raise CatalogError(f"`{name}` is a path dataset: the recipe writes it itself")
+        pending = self.temp_path(name, key)
+        fmt = formats.get(loc.format)
+        try:
+            with open(pending.tmp, "wb") as f:
+                fmt.save(value, f, loc.options)
+        except FormatError as e:
+            self.discard(pending)
+            raise CatalogError(f"output `{name}` ({loc.format}): {e}") from None
+        except BaseException:
+            self.discard(pending)
+            raise
+        return pending._replace(digest=hash_file(pending.tmp))
+
+    def commit(self, pending: Pending) -> str:
+        """Move a pending write into place; returns the new stamp."""
+        if pending.local:
+            if os.path.isdir(pending.tmp) and os.path.isdir(pending.final):
+                # A folder cannot be renamed over a folder: swap via a third name.
+                old = pending.tmp + ".old"
+                os.rename(pending.final, old)
+                os.rename(pending.tmp, pending.final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                if os.path.isdir(pending.final):
+                    shutil.rmtree(pending.final)
+                os.replace(pending.tmp, pending.final)
+            return local_stamp(pending.final) or ""
+        fs = self.fs(pending.final)
+        try:
+            # One PUT: the object appears whole or not at all.
+            if os.path.isdir(pending.tmp):
+                fs.put(pending.tmp, pending.final, recursive=True)
+                shutil.rmtree(pending.tmp, ignore_errors=True)
+            else:
+                fs.put_file(pending.tmp, pending.final)
+                os.unlink(pending.tmp)
+        except Exception as e:
+            raise self._storage_error(self.location(pending.name), e) from None
+        return self.stamp(pending.name) or ""
+
+    def discard(self, pending: Pending) -> None:
+        """Remove a pending write's temporary file or folder."""
+        try:
+            if os.path.isdir(pending.tmp):
+                shutil.rmtree(pending.tmp, ignore_errors=True)
+            else:
+                os.unlink(pending.tmp)
+        except FileNotFoundError:
+            pass
+
+    def _storage_error(self, loc: Location, e: Exception) -> CatalogError:
+        return CatalogError(f"dataset `{loc.name}` at `{loc.url}`: {type(e).__name__}: {e}",
+                            help="check the location, the credentials (AWS_* variables) and "
+                                 "the endpoint (AWS_ENDPOINT_URL)")
+
+
+def clean_temps(root: Path) -> None:
+    """Remove temporary files that a killed run left in `.datamake/tmp` (call under lock)."""
+    tmpdir = os.path.join(root, TMP_DIR)
+    try:
+        entries = os.listdir(tmpdir)
+    except FileNotFoundError:
+        return
+    for e in entries:
+        p = os.path.join(tmpdir, e)
+        if os.path.isdir(p):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass

@@ -1,0 +1,218 @@
+"""The command line: the only user of click. Flags become a call into the layers below;
+errors become exit codes (0 ok, 1 a recipe failed or `-q` found work, 2 the Datafile or
+the command line is wrong, 130 interrupted)."""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import sys
+from typing import Any
+
+import click
+
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DatamakeError, UsageError
+
+_OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: a Python literal when it parses as one, else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def split_args(args: tuple[str, ...]) -> tuple[list[str], dict[str, Any], list[str]]:
+    """Targets, parameter overrides, and the overrides as typed."""
+    targets, overrides, raw = [], {}, []
+    for a in args:
+        m = _OVERRIDE.match(a)
+        if m:
+            overrides[m.group(1)] = parse_value(m.group(2))
+            raw.append(a)
+        else:
+            targets.append(a)
+    return targets, overrides, raw
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"],
+                                 "max_content_width": 100})
+@click.argument("args", nargs=-1, metavar="[TARGET ...] [NAME=VALUE ...]")
+@click.option("-f", "--file", "file", default="Datafile", metavar="FILE",
+              help="The Datafile (default: Datafile in the current folder).")
+@click.option("-C", "--directory", metavar="DIR", help="Change to DIR first.")
+@click.option("-n", "--dry-run", is_flag=True, help="Print what would run and why; run nothing.")
+@click.option("-q", "--question", is_flag=True,
+              help="Run nothing; exit 0 if everything asked for is up to date, 1 if not.")
+@click.option("-B", "--always-make", is_flag=True, help="Treat every rule asked for as stale.")
+@click.option("--force", multiple=True, metavar="NAME",
+              help="Treat rule NAME as stale (repeatable).")
+@click.option("-k", "--keep-going", is_flag=True,
+              help="After a failure, build everything that does not depend on it.")
+@click.option("--explain", is_flag=True,
+              help="Say for each rule why it is stale or fresh (runs nothing).")
+@click.option("--list", "list_", is_flag=True, help="The targets with their descriptions.")
+@click.option("--dag", is_flag=True, help="The pipeline graph, coloured by status.")
+@click.option("--format", "dag_format", type=click.Choice(["dot", "mermaid", "json", "html"]),
+              default="dot", show_default=True, help="Format of --dag.")
+@click.option("-o", "--output", metavar="FILE", help="Write --dag to FILE.")
+@click.option("--check", is_flag=True, help="Static checks of the Datafile; runs nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.option("--quiet", is_flag=True, help="Print only errors and the summary of failures.")
+@click.version_option(package_name="datamake", prog_name="datamake")
+def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
+         question: bool, always_make: bool, force: tuple[str, ...], keep_going: bool,
+         explain: bool, list_: bool, dag: bool, dag_format: str, output: str | None,
+         check: bool, as_json: bool, quiet: bool) -> None:
+    """datamake: Make for data. Builds TARGET (default: the first rule) and exactly the
+    stale part of the pipeline it needs."""
+    from .reporter import JsonReporter, LiveReporter, Reporter
+
+    if as_json:
+        reporter: Reporter = JsonReporter(quiet=True)
+    elif sys.stdout.isatty() and not quiet and os.environ.get("TERM") != "dumb":
+        reporter = LiveReporter(quiet=quiet)
+    else:
+        reporter = Reporter(quiet=quiet)
+    code = EXIT_OK
+    project = None
+    try:
+        if directory:
+            try:
+                os.chdir(directory)
+            except OSError as e:
+                raise UsageError(f"cannot change to `{directory}`: {e.strerror}") from None
+        targets, overrides, raw = split_args(args)
+        from .project import Project
+
+        project = Project(file, params=overrides)
+        if check:
+            code = _check(project, file, reporter, as_json)
+            return
+        if project.parsed and project.warnings and not as_json:
+            reporter.diagnostics(project.warnings)
+        if list_:
+            code = _list(project, reporter, as_json)
+            return
+        targets = project.resolve_targets(targets)
+        for name in force:
+            if project.graph.producer.get(name) is None and name not in project.graph.rules:
+                from .diagnostics import did_you_mean
+
+                raise UsageError(f"--force: no rule named `{name}`",
+                                 help=did_you_mean(name, project.graph.rules))
+        forced = {project.graph.producer.get(n, n) for n in force}
+        from .executor import build
+
+        if dag:
+            from .dag import render_dag
+
+            result = build(project, targets, _quiet(), dry_run=True, forced=forced,
+                           always=always_make)
+            text = render_dag(project, result, dag_format)
+            if output:
+                with open(output, "w", encoding="utf-8") as f:
+                    f.write(text)
+            else:
+                reporter.print(text)
+            return
+        if explain:
+            from .explain import explain_build
+
+            result = build(project, targets, _quiet(), dry_run=True, forced=forced,
+                           always=always_make)
+            explain_build(project, result, reporter, as_json)
+            return
+        if question or dry_run:
+            result = build(project, targets, _quiet() if question else reporter, dry_run=True,
+                           forced=forced, always=always_make)
+            if as_json:
+                from .reporter import plan_json
+
+                reporter.document(plan_json(result))  # type: ignore[attr-defined]
+            elif dry_run:
+                reporter.finish(result)
+            code = EXIT_FAILED if (result.work or result.failed) and question else (
+                EXIT_FAILED if result.failed else EXIT_OK)
+            return
+        result = build(project, targets, reporter, keep_going=keep_going, forced=forced,
+                       always=always_make, argv=sys.argv)
+        reporter.finish(result, _resume(file, directory, targets, raw))
+        code = EXIT_OK if result.ok else EXIT_FAILED
+    except DatamakeError as e:
+        reporter.error(e)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        reporter.note("interrupted; the outputs of every finished step are kept")
+        code = EXIT_INTERRUPTED
+    finally:
+        if project is not None:
+            project.close()
+    sys.exit(code)
+
+
+def _quiet():
+    from .reporter import QuietReporter
+
+    return QuietReporter()
+
+
+def _resume(file: str, directory: str | None, targets: list[str], raw: list[str]) -> str:
+    parts = ["datamake"]
+    if directory:
+        parts += ["-C", directory]
+    if file != "Datafile":
+        parts += ["-f", file]
+    return shlex.join(parts + targets + raw)
+
+
+def _check(project, file: str, reporter, as_json: bool) -> int:
+    from .parser import parse_file
+
+    # Always a fresh parse, so the warnings are shown even when the cache is valid.
+    from . import graph as graph_mod
+    from .errors import DatafileError
+
+    try:
+        model = parse_file(project.path, project.display)
+        _, warnings = graph_mod.build(model)
+    except DatafileError as e:
+        if as_json:
+            reporter.document(_diag_json(e.diagnostics, []))
+        else:
+            reporter.error(e)
+        return EXIT_USAGE
+    if as_json:
+        reporter.document(_diag_json([], warnings))
+    else:
+        reporter.diagnostics(warnings)
+        n = len(warnings)
+        reporter.note(f"{project.display}: no errors" + (f", {n} warning{'s' * (n != 1)}" if n else ""))
+    return EXIT_OK
+
+
+def _diag_json(errors, warnings) -> dict:
+    def one(d):
+        sp = d.span
+        return {"file": sp.file if sp else None, "line": sp.line if sp else None,
+                "col": sp.col if sp else None, "message": d.message, "help": d.help}
+
+    return {"errors": [one(d) for d in errors], "warnings": [one(d) for d in warnings]}
+
+
+def _list(project, reporter, as_json: bool) -> int:
+    g = project.graph
+    rows = [(name, g.docs.get(name, "")) for name in g.targets()]
+    if as_json:
+        reporter.document({"default": g.default, "targets": [
+            {"name": n, "description": d or None, "alias": n in g.aliases} for n, d in rows]})
+        return EXIT_OK
+    width = max((len(n) for n, _ in rows), default=0)
+    lines = [f"Targets in {project.display} (default: {g.default}):"]
+    for n, d in rows:
+        lines.append(f"  {n:<{width}}  {d}".rstrip())
+    reporter.print("\n".join(lines))
+    return EXIT_OK

@@ -1,0 +1,156 @@
+"""`--dag`: the pipeline graph as dot, mermaid, JSON or a self-contained HTML page,
+coloured by each step's status in a dry run."""
+from __future__ import annotations
+
+import html
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .executor import BuildResult
+    from .project import Project
+
+COLORS = {"fresh": "#9be29b", "stale": "#ffb366", "upstream": "#ffe680",
+          "failed": "#ff8080", "source": "#dfe8f7", "param": "#eeeeee", "missing": "#ff8080"}
+
+
+def graph_data(project: "Project", result: "BuildResult") -> dict[str, Any]:
+    """Nodes (steps, source datasets, parameters) and edges, with statuses."""
+    g = project.graph
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[dict[str, str]] = []
+    for name, node in g.rules.items():
+        if name not in result.outcomes:
+            continue
+        o = result.outcomes[name]
+        status = o.status
+        if status == "planned":
+            status = "upstream" if [r.code for r in o.reasons] == ["upstream"] else "stale"
+        nodes[name] = {"id": name, "kind": "rule", "status": status,
+                       "outputs": list(node.outputs), "description": g.docs.get(name),
+                       "reasons": [r.code for r in o.reasons]}
+        for inp in node.inputs:
+            src = g.producer.get(inp)
+            if src is None:
+                if inp not in nodes:
+                    exists = project.catalog.exists(inp)
+                    nodes[inp] = {"id": inp, "kind": "dataset",
+                                  "status": "source" if exists else "missing",
+                                  "description": None}
+                edges.append({"from": inp, "to": name})
+            else:
+                edges.append({"from": src, "to": name})
+        for p in node.params:
+            nodes.setdefault(p, {"id": p, "kind": "param", "status": "param",
+                                 "description": repr(project.params[p])})
+            edges.append({"from": p, "to": name})
+    return {"nodes": list(nodes.values()), "edges": edges}
+
+
+def render_dag(project: "Project", result: "BuildResult", fmt: str) -> str:
+    data = graph_data(project, result)
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    if fmt == "mermaid":
+        return _mermaid(data)
+    if fmt == "html":
+        return _html(project, data)
+    return _dot(data)
+
+
+def _label(n: dict[str, Any]) -> str:
+    if n["kind"] == "rule" and len(n.get("outputs", [])) > 1:
+        return "\\n".join(n["outputs"])
+    return n["id"]
+
+
+def _dot(data: dict[str, Any]) -> str:
+    shapes = {"rule": "box", "dataset": "cylinder", "param": "note"}
+    out = ["digraph datamake {", "  rankdir=LR;", "  node [style=filled, fontname=Helvetica];"]
+    for n in data["nodes"]:
+        tip = f', tooltip="{n["description"]}"' if n.get("description") else ""
+        out.append(f'  "{n["id"]}" [label="{_label(n)}", shape={shapes[n["kind"]]}, '
+                   f'fillcolor="{COLORS[n["status"]]}"{tip}];')
+    for e in data["edges"]:
+        out.append(f'  "{e["from"]}" -> "{e["to"]}";')
+    out.append("}")
+    return "\n".join(out)
+
+
+def _mermaid(data: dict[str, Any]) -> str:
+    out = ["flowchart LR"]
+    for status, color in COLORS.items():
+        out.append(f"  classDef {status} fill:{color},stroke:#555")
+    for n in data["nodes"]:
+        label = _label(n).replace("\\n", "<br/>")
+        shape = {"rule": f'["{label}"]', "dataset": f'[("{label}")]',
+                 "param": f'{{{{"{label}"}}}}'}[n["kind"]]
+        out.append(f"  {n['id']}{shape}:::{n['status']}")
+    for e in data["edges"]:
+        out.append(f"  {e['from']} --> {e['to']}")
+    return "\n".join(out)
+
+
+def _layers(data: dict[str, Any]) -> list[list[str]]:
+    preds: dict[str, list[str]] = {n["id"]: [] for n in data["nodes"]}
+    for e in data["edges"]:
+        preds[e["to"]].append(e["from"])
+    depth: dict[str, int] = {}
+
+    def d(n: str) -> int:
+        if n not in depth:
+            depth[n] = 0
+            depth[n] = 1 + max((d(p) for p in preds[n]), default=-1)
+        return depth[n]
+
+    for n in preds:
+        d(n)
+    layers: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for n in preds:
+        layers[depth[n]].append(n)
+    # Order each layer by the mean position of its predecessors (fewer crossings).
+    for i in range(1, len(layers)):
+        pos = {n: j for j, n in enumerate(layers[i - 1])}
+        layers[i].sort(key=lambda n: sum(pos.get(p, 0) for p in preds[n]) / max(1, len(preds[n])))
+    return layers
+
+
+def _html(project: "Project", data: dict[str, Any]) -> str:
+    layers = _layers(data)
+    w, h, gx, gy = 170, 40, 70, 24
+    xy: dict[str, tuple[int, int]] = {}
+    for i, layer in enumerate(layers):
+        for j, n in enumerate(layer):
+            xy[n] = (20 + i * (w + gx), 20 + j * (h + gy))
+    width = 40 + len(layers) * (w + gx)
+    height = 40 + max((len(layer) for layer in layers), default=1) * (h + gy)
+    by_id = {n["id"]: n for n in data["nodes"]}
+    parts = []
+    for e in data["edges"]:
+        (x1, y1), (x2, y2) = xy[e["from"]], xy[e["to"]]
+        parts.append(f'<path d="M{x1 + w},{y1 + h // 2} C{x1 + w + gx // 2},{y1 + h // 2} '
+                     f'{x2 - gx // 2},{y2 + h // 2} {x2},{y2 + h // 2}" class="edge"/>')
+    for nid, (x, y) in xy.items():
+        n = by_id[nid]
+        rx = {"rule": 4, "dataset": 14, "param": 0}[n["kind"]]
+        title = html.escape(f"{nid}: {n['status']}" + (f" — {n['description']}" if n.get("description") else ""))
+        parts.append(f'<g class="node {n["kind"]} {n["status"]}" data-id="{html.escape(nid)}">'
+                     f'<title>{title}</title>'
+                     f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="{rx}" '
+                     f'fill="{COLORS[n["status"]]}"/>'
+                     f'<text x="{x + w // 2}" y="{y + h // 2 + 5}">{html.escape(nid[:22])}</text></g>')
+    legend = " ".join(f'<span style="background:{c}">{s}</span>' for s, c in COLORS.items())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(project.display)} — datamake DAG</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}}
+.edge{{fill:none;stroke:#888;stroke-width:1.4}}
+.node rect{{stroke:#555}} .node text{{font-size:13px;text-anchor:middle}}
+.legend span{{padding:2px 8px;margin-right:6px;border:1px solid #999;border-radius:3px}}
+</style></head><body>
+<h1>{html.escape(project.display)}</h1>
+<p class="legend">{legend}</p>
+<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{''.join(parts)}</svg>
+<script type="application/json" id="datamake-dag">{html.escape(json.dumps(data))}</script>
+</body></html>
+"""

@@ -1,0 +1,44 @@
+"""Content digests: xxh3-128 in hex, for text, bytes and files."""
+from __future__ import annotations
+
+import xxhash
+
+_CHUNK = 1 << 20
+
+
+def hash_text(text: str) -> str:
+    """Digest of a string (UTF-8)."""
+    return xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
+
+
+def hash_bytes(data: bytes) -> str:
+    """Digest of bytes."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def hash_parts(*parts: str) -> str:
+    """Digest of a sequence of strings (unambiguous: parts are separated by NUL)."""
+    return xxhash.xxh3_128_hexdigest("\0".join(parts).encode("utf-8", "surrogatepass"))
+
+
+def hash_file(path: str) -> str:
+    """Digest of a local file's content, read in chunks."""
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_stream(f) -> str:
+    """Digest of an open binary file object, read to its end."""
+    h = xxhash.xxh3_128()
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            break
+        h.update(chunk)
+    return h.hexdigest()

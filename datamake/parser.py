@@ -1,0 +1,533 @@
+"""Datafile text -> model: the only user of lark.
+
+Recipe and `python:` bodies are captured whole and compiled by Python's own `ast` at
+their real Datafile lines and columns (the source handed to `ast` is padded with blank
+lines), so syntax errors and tracebacks point into the Datafile without any line map.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from . import model
+from .diagnostics import did_you_mean
+from .errors import DatafileError, Diagnostic, Span, error
+from .hashing import hash_text
+
+_KEYWORDS = ("param", "params", "dataset", "include", "cache", "python", "as", "versioned")
+
+
+def _grammar_text() -> str:
+    try:
+        from importlib.resources import files
+
+        return (files("datamake.grammar") / "datafile.lark").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        # Running from a source tree that was never installed.
+        here = Path(__file__).resolve().parent.parent / "grammar" / "datafile.lark"
+        return here.read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def _lark():
+    import lark
+
+    return lark.Lark(_grammar_text(), parser="lalr", lexer="contextual",
+                     maybe_placeholders=False)
+
+
+def parse_file(path: str | os.PathLike, display: str | None = None) -> model.Datafile:
+    """Parse the Datafile at `path`; `display` is the name used in messages.
+
+    Raises DatafileError for anything wrong in it or in a `params` file it names.
+    """
+    display = display or str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise error(f"no Datafile at `{display}`",
+                    help="create one, or name it with `-f FILE`") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"cannot read `{display}`: {e}") from None
+    return parse_text(text, display, base=Path(path).resolve().parent)
+
+
+def parse_text(text: str, path: str = "Datafile", base: Path | None = None) -> model.Datafile:
+    """Parse Datafile `text`; `path` names it in messages, `base` resolves `params` files."""
+    text = text.replace("\r\n", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    _check_tabs(text, path)
+    import lark
+
+    try:
+        tree = _lark().parse(text)
+    except lark.exceptions.UnexpectedInput as e:
+        raise DatafileError(_syntax_diagnostic(e, text, path)) from None
+    return _Builder(text, path, base or Path.cwd()).build(tree)
+
+
+def _check_tabs(text: str, path: str) -> None:
+    for i, line in enumerate(text.split("\n"), 1):
+        indent = len(line) - len(line.lstrip(" \t"))
+        if "\t" in line[:indent] and line.strip():
+            col = line.index("\t") + 1
+            raise error("tab in indentation", Span(path, i, col, i, col + 1),
+                        help="indent with spaces: recipes are Python, and Python blocks "
+                             "in a Datafile are indented with spaces (not tabs as in Make)")
+
+
+_TOKEN_NAMES = {
+    "COLON": "`:`", "NAME": "a name", "EQUAL": "`=`", "STRING": "a quoted string",
+    "_NL": "the end of the line", "LSQB": "`[`", "RSQB": "`]`", "PYEXPR": "a value",
+    "BODY": "an indented recipe", "ARGS": "`(`", "VERSION": "a version", "AT": "`@`",
+    "DOT": "`.`", "AS": "`as`", "VERSIONED": "`versioned`", "$END": "the end of the file",
+}
+
+
+def _describe(tok_type: str) -> str:
+    return _TOKEN_NAMES.get(tok_type, f"`{tok_type.lower()}`")
+
+
+def _syntax_diagnostic(e, text: str, path: str) -> Diagnostic:
+    import lark
+
+    lines = text.split("\n")
+    line, col = e.line, e.column
+    if isinstance(e, lark.exceptions.UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        span = Span(path, line, col, line, col + 1)
+        src = lines[line - 1] if 0 < line <= len(lines) else ""
+        if not src[:col - 1].strip() and col > 1:
+            return Diagnostic("error", "unexpected indentation", Span(path, line, 1, line, col),
+                              help="only a recipe (right below its rule) or a `python:` "
+                                   "block is indented")
+        return Diagnostic("error", f"unexpected character `{ch}`", span,
+                          help="names are Python identifiers; locations go in quotes")
+    tok = e.token
+    expected = set(getattr(e, "expected", ()) or ())
+    tok_type = tok.type
+    if tok_type == "$END":
+        line = len(lines) - 1 if len(lines) > 1 else 1
+        col = len(lines[line - 1]) + 1
+        span = Span(path, line, col, line, col + 1)
+        found = "the end of the file"
+    else:
+        width = max(1, len(str(tok).split("\n")[0]))
+        if tok_type in ("_NL", "BODY"):
+            width = 1
+        if tok_type == "PYEXPR":
+            stripped = str(tok).split("\n")[0]
+            lead = len(stripped) - len(stripped.lstrip())
+            col += lead
+            width = max(1, len(stripped.strip()))
+        span = Span(path, tok.line, col, tok.line, col + width)
+        found = "the end of the line" if tok_type == "_NL" else (
+            "an indented block" if tok_type == "BODY" else f"`{str(tok).strip().split(chr(10))[0]}`")
+    src = lines[tok.line - 1] if tok_type != "$END" and 0 < tok.line <= len(lines) else ""
+    head = src.split()[0] if src.split() else ""
+
+    if tok_type == "BODY":
+        return Diagnostic("error", "unexpected indented block", Span(path, tok.line + str(tok).count("\n", 0, len(str(tok)) - len(str(tok).lstrip())), 1, tok.line, 2),
+                          help="an indented block must follow a rule (`OUT: IN`) or `python:`")
+    if "COLON" in expected and head not in _KEYWORDS:
+        return Diagnostic("error", f"expected `:` after the outputs of a rule, found {found}", span,
+                          help="a rule is written `OUTPUTS: INPUTS`, e.g. "
+                               "`model_input: companies shuttles`")
+    if expected == {"EQUAL"}:
+        what = "parameter" if head == "param" else "dataset"
+        return Diagnostic("error", f"expected `=` after the {what} name, found {found}", span,
+                          help=f"write `{head} NAME = {'VALUE' if head == 'param' else chr(34) + 'LOCATION' + chr(34)}`")
+    if "STRING" in expected and head in ("dataset", "params", "include", "cache"):
+        shown = str(tok).strip().split("\n")[0]
+        hint = (f"put it in quotes: `\"{shown}\"`" if tok_type in ("PYEXPR", "NAME") and shown
+                else "put the file name or URL in quotes")
+        return Diagnostic("error", f"expected a quoted location, found {found}", span, help=hint)
+    if expected == {"NAME"} and tok_type in ("_NL", "$END", "RSQB") and "[" in src:
+        return Diagnostic("error", f"expected a partition key name, found {found}", span,
+                          help="a partition is written `name[key]`")
+    if tok_type == "COLON" and head == "python":
+        pass
+    if tok_type in ("COLON",) and head in _KEYWORDS:
+        return Diagnostic("error", f"`{head}` is a keyword and cannot name a rule's output",
+                          Span(path, tok.line, 1, tok.line, 1 + len(head)),
+                          help="choose another name")
+    exp = sorted(_describe(t) for t in expected if not t.startswith("__"))
+    listed = ", ".join(exp[:-1]) + (" or " if len(exp) > 1 else "") + exp[-1] if exp else "something else"
+    return Diagnostic("error", f"unexpected {found}", span, help=f"expected {listed}")
+
+
+class _Builder:
+    """Turns the lark tree into model values, checking literal values on the way."""
+
+    def __init__(self, text: str, path: str, base: Path):
+        self.text = text
+        self.lines = text.split("\n")
+        self.path = path
+        self.base = base
+        self.errors: list[Diagnostic] = []
+
+    def span(self, tok, width: int | None = None) -> Span:
+        w = len(tok) if width is None else width
+        return Span(self.path, tok.line, tok.column, tok.line, tok.column + w)
+
+    def build(self, tree) -> model.Datafile:
+        params: list[model.Param] = []
+        params_files: list[model.ParamsFile] = []
+        datasets: list[model.Dataset] = []
+        rules: list[model.Rule] = []
+        python: list[model.PythonBlock] = []
+        includes: list[model.Include] = []
+        cache = None
+        for st in tree.children:
+            kind = st.data
+            try:
+                if kind == "param":
+                    params.append(self.param(st))
+                elif kind == "params":
+                    tok = st.children[0]
+                    pf = model.ParamsFile(self.string(tok), self.span(tok))
+                    params_files.append(pf)
+                    params.extend(self.params_file(pf))
+                elif kind == "dataset":
+                    datasets.append(self.dataset(st))
+                elif kind == "include":
+                    tok = st.children[0]
+                    ns = str(st.children[1]) if len(st.children) > 1 else None
+                    includes.append(model.Include(self.string(tok), ns, self.span(tok)))
+                elif kind == "cache":
+                    tok = st.children[0]
+                    if cache is not None:
+                        raise error("a second `cache` line", self.span(tok),
+                                    help="a Datafile names at most one shared cache")
+                    cache = (self.string(tok), self.span(tok))
+                elif kind == "python":
+                    python.append(self.python(st.children[0]))
+                elif kind == "rule":
+                    rules.append(self.rule(st))
+            except DatafileError as e:
+                self.errors.extend(e.diagnostics)
+        if self.errors:
+            raise DatafileError(self.errors)
+        return model.Datafile(self.path, tuple(params), tuple(params_files), tuple(datasets),
+                              tuple(rules), tuple(python), tuple(includes), cache)
+
+    # -- literals -------------------------------------------------------------------
+
+    def string(self, tok) -> str:
+        return ast.literal_eval(str(tok))
+
+    def param(self, st) -> model.Param:
+        name_tok, expr_tok = st.children
+        value = self.literal(expr_tok, f"parameter `{name_tok}`")
+        return model.Param(str(name_tok), value, self.span(name_tok))
+
+    def literal(self, tok, what: str) -> Any:
+        raw = str(tok)
+        lead = len(raw) - len(raw.lstrip())
+        src = raw.lstrip()
+        line, col = tok.line, tok.column + lead
+
+        def at(lineno: int, offset: int, end: int | None = None) -> Span:
+            # Only the expression's first line is shifted by its column.
+            real_line = line + lineno - 1
+            c = offset + (col - 1 if lineno == 1 else 0)
+            e = (end + (col - 1 if lineno == 1 else 0)) if end and end > offset else c + 1
+            return Span(self.path, real_line, c, real_line, e)
+
+        try:
+            node = ast.parse(src, self.path, mode="eval")
+        except SyntaxError as e:
+            raise error(f"invalid value for {what}: {e.msg}", at(e.lineno or 1, e.offset or 1,
+                        e.end_offset if e.end_lineno == e.lineno else None),
+                        help="a parameter's value is a Python literal; continuation lines "
+                             "are indented") from None
+        try:
+            return ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            bad = _first_non_literal(node.body)
+            sp = at(bad.lineno, bad.col_offset + 1,
+                    bad.end_col_offset + 1 if bad.end_lineno == bad.lineno else None)
+            raise error(f"the value of {what} is not a Python literal", sp,
+                        help="use numbers, strings, lists, dicts, tuples, booleans or None; "
+                             "compute anything else in a rule") from None
+
+    def params_file(self, pf: model.ParamsFile) -> list[model.Param]:
+        path = self.base / pf.path
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise error(f"cannot read params file `{pf.path}`: {e.strerror}", pf.span,
+                        help="the path is relative to the Datafile's folder") from None
+        suffix = path.suffix.lower()
+        try:
+            if suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(raw.decode("utf-8"))
+            elif suffix == ".toml":
+                import tomllib
+
+                data = tomllib.loads(raw.decode("utf-8"))
+            elif suffix == ".json":
+                data = json.loads(raw.decode("utf-8"))
+            else:
+                raise error(f"params file `{pf.path}` is not YAML, TOML or JSON", pf.span,
+                            help="name it `.yaml`, `.yml`, `.toml` or `.json`")
+        except DatafileError:
+            raise
+        except Exception as e:  # each parser has its own error type
+            raise error(f"params file `{pf.path}` cannot be parsed: {e}", pf.span) from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise error(f"params file `{pf.path}` must hold a mapping of names to values",
+                        pf.span)
+        out = []
+        for k, v in data.items():
+            if not isinstance(k, str) or not k.isidentifier():
+                raise error(f"params file `{pf.path}`: key `{k}` is not a valid name", pf.span,
+                            help="top-level keys become parameter names (Python identifiers)")
+            out.append(model.Param(k, v, pf.span))
+        return out
+
+    # -- datasets ---------------------------------------------------------------------
+
+    def dataset(self, st) -> model.Dataset:
+        name_tok, loc_tok = st.children[0], st.children[1]
+        fmt = None
+        options: tuple = ()
+        fmt_span = None
+        versioned = False
+        for ch in st.children[2:]:
+            if getattr(ch, "data", None) == "format":
+                fmt_tok = ch.children[0]
+                fmt = str(fmt_tok)
+                fmt_span = self.span(fmt_tok)
+                if len(ch.children) > 1:
+                    options = self.options(ch.children[1])
+            elif getattr(ch, "data", None) == "versioned":
+                versioned = True
+        return model.Dataset(str(name_tok), self.string(loc_tok), fmt, options, versioned,
+                             self.span(name_tok), self.span(loc_tok), fmt_span)
+
+    def options(self, tok) -> tuple[tuple[str, Any], ...]:
+        col = tok.column  # of "("; the fake call name sits one column before it
+        src = "f" + str(tok)
+        sp = lambda n: Span(self.path, tok.line, col - 1 + n.col_offset,  # noqa: E731
+                            tok.line, col - 1 + n.end_col_offset)
+        try:
+            call = ast.parse(src, self.path, mode="eval").body
+        except SyntaxError as e:
+            raise error(f"invalid format options: {e.msg}",
+                        Span(self.path, tok.line, col - 1 + (e.offset or 1) - 1,
+                             tok.line, col + (e.offset or 1) - 1),
+                        help="options are written `(KEY=VALUE, ...)`") from None
+        if call.args:
+            raise error("format options must be named", sp(call.args[0]),
+                        help="write `KEY=VALUE`, e.g. `as csv(sep=\";\")`")
+        out = []
+        for kw in call.keywords:
+            if kw.arg is None:
+                raise error("format options must be named", sp(kw.value))
+            try:
+                out.append((kw.arg, ast.literal_eval(kw.value)))
+            except (ValueError, TypeError, SyntaxError):
+                raise error(f"the value of option `{kw.arg}` is not a Python literal",
+                            sp(kw.value)) from None
+        return tuple(out)
+
+    # -- code -------------------------------------------------------------------------
+
+    def python(self, tok) -> model.PythonBlock:
+        text = str(tok)
+        first = _first_code_line(text, tok.line)
+        span = Span(self.path, first, 1, first, 1)
+        src = "\n" * (tok.line - 2) + "if True:\n" + text + "\n"
+        try:
+            ast.parse(src, self.path)
+        except SyntaxError as e:
+            raise _python_syntax_error(e, self.path, "in the `python:` block") from None
+        return model.PythonBlock(text, tok.line, span)
+
+    def rule(self, st) -> model.Rule:
+        outs_tree, ins_tree = st.children[0], st.children[1]
+        outputs = []
+        for o in outs_tree.children:
+            name_tok = o.children[0]
+            key = str(o.children[1].children[0]) if len(o.children) > 1 else None
+            outputs.append(model.Output(str(name_tok), key, self.span(name_tok)))
+        inputs = []
+        for i in ins_tree.children:
+            ref = i.children[0]
+            parts = [str(t) for t in ref.children]
+            first, last = ref.children[0], ref.children[-1]
+            span = Span(self.path, first.line, first.column, last.line, last.column + len(last))
+            key = version = alias = None
+            for ch in i.children[1:]:
+                if ch.data == "key":
+                    key = str(ch.children[0])
+                elif ch.data == "version":
+                    version = str(ch.children[0])
+                elif ch.data == "alias":
+                    alias = str(ch.children[0])
+            inputs.append(model.Input(".".join(parts), key, version, alias, span))
+        recipe = None
+        if len(st.children) > 2:
+            recipe = self.recipe(st.children[2], outputs, inputs)
+        header_line = outs_tree.children[0].children[0].line
+        doc = self.doc_above(header_line)
+        return model.Rule(tuple(outputs), tuple(inputs), recipe, doc, outputs[0].span)
+
+    def doc_above(self, line: int) -> str | None:
+        docs = []
+        i = line - 2
+        while i >= 0 and self.lines[i].startswith("##"):
+            docs.append(self.lines[i][2:].strip())
+            i -= 1
+        return " ".join(reversed(docs)) if docs else None
+
+    def recipe(self, tok, outputs, inputs) -> model.Recipe | None:
+        text = str(tok)
+        code_lines = [(n, ln) for n, ln in enumerate(text.split("\n"), tok.line)
+                      if ln.strip() and not ln.strip().startswith("#")]
+        if not code_lines:
+            return None  # only comments: an alias
+        first = code_lines[0][0]
+        shell = [ln.strip().startswith("$ ") or ln.strip() == "$" for _, ln in code_lines]
+        if any(shell):
+            if not all(shell):
+                n, ln = code_lines[shell.index(False)] if shell[0] else code_lines[shell.index(True)]
+                c = len(ln) - len(ln.lstrip()) + 1
+                raise error("a recipe mixes shell lines (`$ ...`) and Python lines",
+                            Span(self.path, n, c, n, len(ln) + 1),
+                            help="start every line of a shell recipe with `$ `, or write the "
+                                 "whole recipe in Python")
+            return self.shell_recipe(text, tok.line, first, code_lines)
+        return self.python_recipe(text, tok.line, first, outputs)
+
+    def shell_recipe(self, text, line, first, code_lines) -> model.Recipe:
+        commands = [ln.strip()[2:].strip() for _, ln in code_lines]
+        uses = []
+        for n, ln in code_lines:
+            for m in _SHELL_REF.finditer(ln):
+                uses.append(model.NameUse(m.group(1), Span(self.path, n, m.start() + 1, n,
+                                                           m.end() + 1)))
+        fp = hash_text("shell\0" + "\n".join(commands))
+        return model.Recipe("shell", text, line, Span(self.path, first, 1, first, 1), fp,
+                            tuple(uses), False)
+
+    def python_recipe(self, text, line, first, outputs) -> model.Recipe:
+        fname = outputs[0].name
+        src = "\n" * (line - 2) + f"def {fname}():\n" + text + "\n"
+        try:
+            tree = ast.parse(src, self.path)
+        except SyntaxError as e:
+            raise _python_syntax_error(e, self.path, f"in the recipe of `{fname}`") from None
+        fn = tree.body[0]
+        uses = _global_uses(fn, self.path)
+        fp = hash_text(ast.dump(ast.Module(fn.body, []), annotate_fields=False))
+        return model.Recipe("python", text, line, Span(self.path, first, 1, first, 1), fp,
+                            tuple(uses), _is_generator(fn))
+
+
+# `{name}` in a shell line, but not `${VAR}` (shell) nor `{{` (a literal brace).
+_SHELL_REF = re.compile(r"(?<![\${])\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
+
+
+def _first_code_line(text: str, line: int) -> int:
+    for n, ln in enumerate(text.split("\n"), line):
+        if ln.strip() and not ln.strip().startswith("#"):
+            return n
+    return line
+
+
+def _python_syntax_error(e: SyntaxError, path: str, where: str) -> DatafileError:
+    line = e.lineno or 1
+    col = e.offset or 1
+    end = e.end_offset if (e.end_lineno == e.lineno and e.end_offset and e.end_offset > col) else col + 1
+    msg = e.msg
+    if msg.startswith("expected an indented block"):
+        msg = "expected an indented block"
+    return error(f"Python syntax error {where}: {msg}", Span(path, line, col, line, end))
+
+
+def _first_non_literal(node: ast.AST) -> ast.AST:
+    ok = (ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.UnaryOp, ast.BinOp,
+          ast.USub, ast.UAdd, ast.Add, ast.Sub, ast.Load)
+    for sub in ast.walk(node):
+        if not isinstance(sub, ok) and not isinstance(sub, (ast.expr_context,)):
+            return sub if hasattr(sub, "lineno") else node
+    return node
+
+
+def _is_generator(fn: ast.FunctionDef) -> bool:
+    stack = list(fn.body)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (ast.Yield, ast.YieldFrom)):
+            return True
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        stack.extend(ast.iter_child_nodes(n))
+    return False
+
+
+def _chain(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def bound_names(fn: ast.AST) -> set[str]:
+    """Every name a function body binds anywhere (assignments, imports, defs, args...)."""
+    bound: set[str] = set()
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+            bound.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(n.name)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            for a in n.names:
+                bound.add((a.asname or a.name).split(".")[0])
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            bound.add(n.name)
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            bound.difference_update(n.names)
+        elif hasattr(ast, "MatchAs") and isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
+            bound.add(n.name)
+    return bound
+
+
+def _global_uses(fn: ast.FunctionDef, path: str) -> list[model.NameUse]:
+    """The global names (with their attribute chains) a recipe reads, first use each."""
+    inner = ast.Module(fn.body, [])
+    bound = bound_names(inner)
+    seen: dict[str, model.NameUse] = {}
+    for n in ast.walk(inner):
+        if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load):
+            c = _chain(n)
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+            c = n.id
+        else:
+            continue
+        if c is None or c.split(".")[0] in bound:
+            continue
+        if c not in seen:
+            seen[c] = model.NameUse(c, Span(path, n.lineno, n.col_offset + 1, n.end_lineno,
+                                            n.end_col_offset + 1))
+    # Report names in source order so diagnostics are stable.
+    return sorted(seen.values(), key=lambda u: (u.span.line, u.span.col, u.chain))

@@ -1,0 +1,225 @@
+"""Which steps are stale, and why: pure decisions over stamps, digests and records.
+
+The planner reads (stats, hashes of files whose stat changed, the state) but never
+writes: what it learns that is worth remembering (new stamps of touched-but-unchanged
+files) it hands back for the executor to record.
+
+A step's signature is hash(code fingerprint, parameter values, input contents). A step
+is fresh when its signature and the stamps of its outputs match its record. Stamps are
+compared first; a differing stamp costs a hash, and a touched file with the same
+content changes nothing.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .catalog import Catalog, stable
+from .errors import CatalogError
+from .graph import Graph, RuleNode
+from .hashing import hash_parts, hash_text
+from .state import SEP, State
+
+CODES = ("forced", "no-record", "missing-output", "output-changed", "recipe-changed",
+         "param-changed", "input-changed", "upstream")
+
+class Reason(NamedTuple):
+    """Why a step runs: a code of SPEC section 5, the name concerned, old and new."""
+
+    code: str
+    name: str | None = None
+    old: Any = None
+    new: Any = None
+
+
+class Verdict(NamedTuple):
+    """The planner's answer for one step."""
+
+    stale: bool
+    reasons: tuple[Reason, ...]
+    sig: str | None  # None while an input is unknown (dry run)
+    code_fp: str
+    params_fp: str
+    inputs_fp: str | None
+    out_digests: tuple[str, ...] | None  # the recorded ones, when fresh
+    refresh: tuple[str, ...] | None  # new stamps for touched-but-unchanged outputs
+
+
+def param_repr(value: Any) -> str:
+    return repr(value)
+
+
+class Planner:
+    """Judges steps against the state; memoises parameter and source digests."""
+
+    def __init__(self, graph: Graph, catalog: Catalog, state: State,
+                 params: dict[str, Any], forced: set[str] | None = None,
+                 always: bool = False):
+        self.graph = graph
+        self.catalog = catalog
+        self.state = state
+        self.params = params
+        self.forced = forced or set()
+        self.always = always
+        self._param_fp: dict[str, str] = {}
+        self._tags: dict[str, str] = {}
+        self._files: dict[str, tuple[str, str]] | None = None
+        self._sources: dict[tuple[str, str | None], str | None] = {}
+        self.file_updates: list[tuple[str, str, str]] = []
+
+    # -- fingerprints of parameters and inputs ---------------------------------------
+
+    def param_fp(self, name: str) -> str:
+        fp = self._param_fp.get(name)
+        if fp is None:
+            fp = self._param_fp[name] = hash_text(param_repr(self.params[name]))
+        return fp
+
+    def input_tag(self, name: str) -> str:
+        """What besides content decides how an input loads: its format and options."""
+        tag = self._tags.get(name)
+        if tag is None:
+            ds = self.graph.datasets.get(name)
+            tag = self._tags[name] = f"{ds.format}{ds.options}" if ds and (ds.format or ds.options) else ""
+        return tag
+
+    def source(self, name: str, key: str | None = None) -> str | None:
+        """The digest of a source dataset (one no rule writes), None when it is missing.
+
+        Raises CatalogError when the storage cannot be read.
+        """
+        k = (name, key)
+        if k in self._sources:
+            return self._sources[k]
+        stamp = self.catalog.stamp(name, key)
+        if stamp is None:
+            self._sources[k] = None
+            return None
+        if self._files is None:
+            self._files = self.state.files()
+        path = self.catalog.location(name, key).url
+        rec = self._files.get(path)
+        if rec is not None and rec[0] == stamp and stamp:
+            digest = rec[1]
+        else:
+            digest = self.catalog.digest(name, key)
+            if rec is None or rec[0] != stable(stamp) or rec[1] != digest:
+                self.file_updates.append((path, stable(stamp), digest))
+                self._files[path] = (stable(stamp), digest)
+        self._sources[k] = digest
+        return digest
+
+    # -- judging ------------------------------------------------------------------------
+
+    def judge(self, node: RuleNode, step: str, inputs: list[str | None],
+              key: str | None = None) -> Verdict:
+        """Is `step` (of rule `node`, partition `key`) stale? `inputs` are the digests of
+        its data inputs in order, None for one whose rule has yet to run."""
+        g = self.graph
+        code_fp = g.code_fp[node.name]
+        params_fp = hash_parts(*[self.param_fp(p) for p in node.params])
+        known = None not in inputs
+        inputs_fp = None
+        sig = None
+        if known:
+            inputs_fp = hash_parts(*[f"{d}{self.input_tag(n)}" for n, d in zip(node.inputs, inputs)])
+            sig = hash_parts(code_fp, params_fp, inputs_fp)
+        forced = self.always or node.name in self.forced or step in self.forced
+        reasons: list[Reason] = [Reason("forced")] if forced else []
+
+        quick = self.state.quick(step)
+        if quick is None:
+            reasons.append(Reason("no-record"))
+            return Verdict(True, tuple(reasons), sig, code_fp, params_fp, inputs_fp, None, None)
+        rec_sig, rec_stamps, rec_digests, rec_paths = quick
+
+        # Outputs: stamps first, content only when a stamp differs.
+        locs = [self.catalog.location(o, key) for o in node.outputs]
+        paths = SEP.join(loc.url for loc in locs)
+        stamps = [self.catalog.stamp(o, key) for o in node.outputs]
+        refresh = None
+        if paths != rec_paths or SEP.join(s or "-" for s in stamps) != rec_stamps:
+            old_paths = rec_paths.split(SEP)
+            old_stamps = rec_stamps.split(SEP)
+            old_digests = rec_digests.split(SEP)
+            new_stamps = list(old_stamps)
+            for i, (o, loc, st) in enumerate(zip(node.outputs, locs, stamps)):
+                if st is None:
+                    reasons.append(Reason("missing-output", o))
+                    continue
+                same_place = i < len(old_paths) and old_paths[i] == loc.url
+                if same_place and old_stamps[i] == st:
+                    continue
+                digest = self.catalog.digest(o, key)
+                if same_place and i < len(old_digests) and old_digests[i] == digest:
+                    new_stamps[i] = stable(st)
+                    continue
+                reasons.append(Reason("output-changed", o))
+            if new_stamps != old_stamps and not any(
+                    r.code in ("missing-output", "output-changed") for r in reasons):
+                refresh = tuple(new_stamps)
+        if sig is not None and sig == rec_sig and len(reasons) == 0:
+            return Verdict(False, (), sig, code_fp, params_fp, inputs_fp,
+                           tuple(rec_digests.split(SEP)), refresh)
+
+        # Something differs: say exactly what, from the full record.
+        rec = self.state.step(step)
+        assert rec is not None
+        detail = rec.detail
+        if rec.code_fp != code_fp:
+            reasons.append(Reason("recipe-changed", None, detail))
+        if rec.params_fp != params_fp:
+            old = detail.get("params", {})
+            changed = False
+            for p in node.params:
+                new = param_repr(self.params[p])
+                if old.get(p) != new:
+                    reasons.append(Reason("param-changed", p, old.get(p), new))
+                    changed = True
+            if not changed:  # a parameter was removed from the inputs
+                reasons.append(Reason("recipe-changed"))
+        old_inputs = detail.get("inputs", {})
+        unknown = False
+        for n, d in zip(node.inputs, inputs):
+            if d is None:
+                unknown = True
+                continue
+            full = f"{d}{self.input_tag(n)}"
+            if old_inputs.get(n) != full:
+                reasons.append(Reason("input-changed", n, old_inputs.get(n), full))
+        if not reasons and unknown:
+            reasons.append(Reason("upstream"))
+        if not reasons and sig != rec_sig:
+            # Same parts, different whole: inputs were reordered or renamed.
+            reasons.append(Reason("recipe-changed"))
+        if not reasons:
+            return Verdict(False, (), sig, code_fp, params_fp, inputs_fp,
+                           tuple(rec_digests.split(SEP)), refresh)
+        return Verdict(True, tuple(_dedupe(reasons)), sig, code_fp, params_fp, inputs_fp,
+                       None, refresh)
+
+    def detail(self, node: RuleNode, inputs: list[str]) -> dict[str, Any]:
+        """What a step's record keeps for explaining its next rebuild."""
+        return {
+            "params": {p: param_repr(self.params[p]) for p in node.params},
+            "inputs": {n: f"{d}{self.input_tag(n)}" for n, d in zip(node.inputs, inputs)},
+            "code": self.graph.code_deps.get(node.name, {}),
+        }
+
+
+def _dedupe(reasons: list[Reason]) -> list[Reason]:
+    seen = set()
+    out = []
+    for r in reasons:
+        k = (r.code, r.name)
+        if k not in seen:
+            seen.add(k)
+            out.append(r)
+    order = {c: i for i, c in enumerate(CODES)}
+    return sorted(out, key=lambda r: order[r.code])
+
+
+def early_cutoff_expected(reasons: tuple[Reason, ...]) -> bool:
+    """A rerun whose recipe, parameters and inputs are unchanged should give the same
+    output, so the rules below it should not need to run."""
+    return bool(reasons) and all(r.code in ("forced", "missing-output", "output-changed")
+                                 for r in reasons)

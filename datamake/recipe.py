@@ -1,0 +1,139 @@
+"""Compiling and calling recipes with the Datafile as their file name.
+
+A Python recipe is compiled as the body of a function placed on the line above it, the
+source padded with blank lines, so code objects carry the Datafile's own line numbers:
+tracebacks and `linecache` show the Datafile lines without any line map.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import shlex
+import subprocess
+import sys
+import traceback
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+from . import model
+
+MODULE = "__datafile__"
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class RecipeFailure(Exception):
+    """A recipe raised or a shell line failed; `text` is what to show the user."""
+
+    def __init__(self, summary: str, text: str):
+        super().__init__(summary)
+        self.summary = summary
+        self.text = text
+
+
+class Namespace:
+    """The globals recipes share: the `python:` blocks, run once as module `__datafile__`."""
+
+    def __init__(self, blocks: tuple[model.PythonBlock, ...], root: Path, filename: str):
+        self.blocks = blocks
+        self.root = str(root)
+        self.filename = filename
+        self._module: types.ModuleType | None = None
+
+    def globals(self) -> dict[str, Any]:
+        """The namespace, running the `python:` blocks on first use. Raises RecipeFailure."""
+        if self._module is None:
+            if self.root not in sys.path:
+                sys.path.insert(0, self.root)
+            mod = types.ModuleType(MODULE)
+            mod.__file__ = self.filename
+            # Registered so that objects of classes defined here can be unpickled.
+            sys.modules[MODULE] = mod
+            self._module = mod
+            for b in self.blocks:
+                src = "\n" * (b.line - 2) + "if True:\n" + b.text + "\n"
+                try:
+                    code = compile(src, self.filename, "exec")
+                    exec(code, mod.__dict__)
+                except BaseException as e:
+                    if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                        raise
+                    self._module = None
+                    raise failure(e, "the `python:` block failed") from None
+        return self._module.__dict__
+
+
+def compile_python(recipe: model.Recipe, fname: str, args: list[str], filename: str,
+                   globals_: dict[str, Any]) -> Callable[..., Any]:
+    """The recipe as a function of `args`; its value is `return`'s or the last expression's."""
+    src = "\n" * (recipe.line - 2) + f"def {fname}({', '.join(args)}):\n" + recipe.text + "\n"
+    tree = ast.parse(src, filename)
+    fn = tree.body[0]
+    assert isinstance(fn, ast.FunctionDef)
+    last = fn.body[-1]
+    if isinstance(last, ast.Expr) and not recipe.generator:
+        fn.body[-1] = ast.copy_location(ast.Return(last.value), last)
+    code = compile(tree, filename, "exec")
+    scratch: dict[str, Any] = {}
+    exec(code, globals_, scratch)
+    return scratch[fname]
+
+
+def failure(exc: BaseException, summary: str) -> RecipeFailure:
+    """A RecipeFailure showing the user's traceback without datamake's own frames."""
+    te = traceback.TracebackException.from_exception(exc)
+    _drop_own_frames(te)
+    text = "".join(te.format())
+    last = "".join(te.format_exception_only()).strip().splitlines()[-1]
+    where = next((f for f in reversed(te.stack) if not f.filename.startswith(_PACKAGE_DIR)), None)
+    loc = f"{where.filename}:{where.lineno}: " if where else ""
+    return RecipeFailure(f"{loc}{last}", f"{summary}\n{text}".rstrip() + "\n")
+
+
+def _drop_own_frames(te: traceback.TracebackException) -> None:
+    while te is not None:
+        te.stack = traceback.StackSummary.from_list(
+            [f for f in te.stack if not f.filename.startswith(_PACKAGE_DIR)])
+        te = te.__cause__ or te.__context__  # type: ignore[assignment]
+
+
+def shell_commands(recipe: model.Recipe) -> list[tuple[int, str]]:
+    """(Datafile line, command) for each `$ ` line of a shell recipe."""
+    out = []
+    for n, ln in enumerate(recipe.text.split("\n"), recipe.line):
+        s = ln.strip()
+        if s.startswith("$ ") or s == "$":
+            out.append((n, s[2:].strip()))
+    return out
+
+
+def expand_shell(command: str, values: dict[str, str]) -> str:
+    """`{name}` replaced by the shell-quoted value; `{{` and `}}` by single braces."""
+    from .parser import _SHELL_REF
+
+    def sub(m) -> str:
+        name = m.group(1)
+        if name in values:
+            return shlex.quote(values[name])
+        return m.group(0)
+
+    out = _SHELL_REF.sub(sub, command)
+    return out.replace("{{", "{").replace("}}", "}")
+
+
+def run_shell(recipe: model.Recipe, values: dict[str, str], cwd: Path, filename: str,
+              stdout: Any = None) -> None:
+    """Run each `$ ` line with `sh -e`, like Make. Raises RecipeFailure at the failed line."""
+    for line, cmd in shell_commands(recipe):
+        expanded = expand_shell(cmd, values)
+        try:
+            proc = subprocess.run(["sh", "-ec", expanded], cwd=cwd, stdout=stdout)
+        except OSError as e:
+            raise RecipeFailure(f"{filename}:{line}: cannot run sh: {e}",
+                                f"{filename}:{line}: cannot run sh: {e}\n") from None
+        if proc.returncode != 0:
+            status = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
+                      else f"exit status {proc.returncode}")
+            raise RecipeFailure(f"{filename}:{line}: shell command failed ({status})",
+                                f"  File \"{filename}\", line {line}\n    $ {cmd}\n"
+                                f"shell command failed ({status}): {expanded}\n")

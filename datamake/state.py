@@ -1,0 +1,287 @@
+"""What datamake remembers in `.datamake/state.db`: the only user of sqlite3.
+
+One row per built step (what it was built from and what it wrote), the stat-and-digest
+memo of source files, code texts for `--explain` diffs, and the run history. Every
+finished step is committed at once, so an interrupted build keeps its progress. WAL
+mode lets a dry run read while a build writes; a `flock` on `.datamake/lock` makes a
+second build wait for the first.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+from .errors import StateError
+
+SCHEMA_VERSION = 1
+STATE_DIR = ".datamake"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS steps(
+    node TEXT PRIMARY KEY,
+    sig TEXT NOT NULL,
+    code_fp TEXT NOT NULL,
+    params_fp TEXT NOT NULL,
+    inputs_fp TEXT NOT NULL,
+    out_paths TEXT NOT NULL,
+    out_stamps TEXT NOT NULL,
+    out_digests TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    built_at REAL NOT NULL,
+    seconds REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, stamp TEXT NOT NULL,
+                                 digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS texts(hash TEXT PRIMARY KEY, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL, finished REAL, argv TEXT NOT NULL, status TEXT,
+    versions TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_steps(run INTEGER NOT NULL, node TEXT NOT NULL,
+                                     status TEXT NOT NULL, seconds REAL NOT NULL,
+                                     reasons TEXT NOT NULL);
+"""
+
+SEP = "\t"
+
+
+class StepRecord(NamedTuple):
+    """What a step was last built from and what it wrote."""
+
+    node: str
+    sig: str
+    code_fp: str
+    params_fp: str
+    inputs_fp: str
+    out_paths: tuple[str, ...]
+    out_stamps: tuple[str, ...]  # "" when unknown (the next check hashes)
+    out_digests: tuple[str, ...]
+    detail: dict[str, Any]  # params (repr), inputs (digest), code closure, recipe hash
+    built_at: float
+    seconds: float
+
+
+class State:
+    """The SQLite database under `.datamake/`, opened lazily."""
+
+    def __init__(self, root: Path, create: bool = True):
+        self.dir = Path(root) / STATE_DIR
+        self.path = self.dir / "state.db"
+        self.create = create
+        self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._rows: dict[str, tuple] | None = None
+        self.run_id: int | None = None
+
+    # -- connection -------------------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite3.Connection | None:
+        if self._db is None:
+            if not self.path.exists():
+                if not self.create:
+                    return None
+                self.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA busy_timeout=60000")
+                row = None
+                try:
+                    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                except sqlite3.OperationalError:
+                    pass
+                if row is None:
+                    db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+                    db.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)",
+                               (str(SCHEMA_VERSION),))
+                elif row[0] != str(SCHEMA_VERSION):
+                    raise StateError(
+                        f"`{self.path}` was written by another version of datamake "
+                        f"(state schema {row[0]}, this one reads {SCHEMA_VERSION})",
+                        help=f"delete `{self.dir}` to start over: the next build rebuilds "
+                             f"what it cannot verify")
+            except sqlite3.DatabaseError as e:
+                raise StateError(f"cannot use `{self.path}`: {e}",
+                                 help=f"delete `{self.dir}` to start over") from None
+            self._db = db
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self.unlock()
+
+    # -- the build lock ---------------------------------------------------------------
+
+    def lock(self, on_wait: Callable[[int | None], None] | None = None) -> None:
+        """Take the exclusive build lock, waiting (and saying so) if another run holds it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                try:
+                    other = int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+                except ValueError:
+                    other = None
+                on_wait(other)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _all_rows(self) -> dict[str, tuple]:
+        if self._rows is None:
+            db = self.db
+            if db is None:
+                self._rows = {}
+            else:
+                self._rows = {r[0]: r for r in db.execute(
+                    "SELECT node, sig, out_stamps, out_digests, out_paths FROM steps")}
+        return self._rows
+
+    def quick(self, node: str) -> tuple[str, str, str, str] | None:
+        """(sig, out_stamps, out_digests, out_paths) of a step, without parsing details."""
+        r = self._all_rows().get(node)
+        return None if r is None else r[1:]
+
+    def step(self, node: str) -> StepRecord | None:
+        """The whole record of a step, or None when it was never built here."""
+        db = self.db
+        if db is None:
+            return None
+        r = db.execute("SELECT * FROM steps WHERE node=?", (node,)).fetchone()
+        if r is None:
+            return None
+        return StepRecord(r[0], r[1], r[2], r[3], r[4], _split(r[5]), _split(r[6]),
+                          _split(r[7]), json.loads(r[8]), r[9], r[10])
+
+    def nodes(self) -> list[str]:
+        return list(self._all_rows())
+
+    def record_step(self, rec: StepRecord, texts: dict[str, str] | None = None) -> None:
+        """Record a finished step (committed at once)."""
+        db = self.db
+        assert db is not None
+        row = (rec.node, rec.sig, rec.code_fp, rec.params_fp, rec.inputs_fp,
+               SEP.join(rec.out_paths), SEP.join(rec.out_stamps), SEP.join(rec.out_digests),
+               json.dumps(rec.detail, sort_keys=True), rec.built_at, rec.seconds)
+        with db:
+            db.execute("BEGIN")
+            db.execute("INSERT OR REPLACE INTO steps VALUES(?,?,?,?,?,?,?,?,?,?,?)", row)
+            if texts:
+                db.executemany("INSERT OR IGNORE INTO texts VALUES(?,?)", texts.items())
+        if self._rows is not None:
+            self._rows[rec.node] = (row[0], row[1], row[6], row[7], row[5])
+
+    def refresh_stamps(self, node: str, stamps: tuple[str, ...]) -> None:
+        """A step's outputs were touched but not changed: remember their new stamps."""
+        db = self.db
+        assert db is not None
+        joined = SEP.join(stamps)
+        db.execute("UPDATE steps SET out_stamps=? WHERE node=?", (joined, node))
+        if self._rows is not None and node in self._rows:
+            r = self._rows[node]
+            self._rows[node] = (r[0], r[1], joined, r[3], r[4])
+
+    def forget(self, node: str) -> None:
+        db = self.db
+        if db is not None:
+            db.execute("DELETE FROM steps WHERE node=?", (node,))
+        if self._rows is not None:
+            self._rows.pop(node, None)
+
+    def text(self, h: str) -> str | None:
+        db = self.db
+        if db is None:
+            return None
+        r = db.execute("SELECT text FROM texts WHERE hash=?", (h,)).fetchone()
+        return None if r is None else r[0]
+
+    # -- source files -------------------------------------------------------------------
+
+    def files(self) -> dict[str, tuple[str, str]]:
+        """path -> (stamp, digest) for every source file seen."""
+        db = self.db
+        if db is None:
+            return {}
+        return {p: (s, d) for p, s, d in db.execute("SELECT path, stamp, digest FROM files")}
+
+    def record_files(self, rows: list[tuple[str, str, str]]) -> None:
+        if not rows:
+            return
+        db = self.db
+        assert db is not None
+        with db:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO files VALUES(?,?,?)", rows)
+
+    # -- runs -----------------------------------------------------------------------
+
+    def begin_run(self, argv: list[str]) -> None:
+        db = self.db
+        assert db is not None
+        versions = _versions()
+        cur = db.execute("INSERT INTO runs(started, argv, versions) VALUES(?,?,?)",
+                         (time.time(), json.dumps(argv), json.dumps(versions)))
+        self.run_id = cur.lastrowid
+
+    def record_run_step(self, node: str, status: str, seconds: float,
+                        reasons: list[str]) -> None:
+        if self.run_id is None or self._db is None:
+            return
+        self._db.execute("INSERT INTO run_steps VALUES(?,?,?,?,?)",
+                         (self.run_id, node, status, seconds, json.dumps(reasons)))
+
+    def end_run(self, status: str) -> None:
+        if self.run_id is None or self._db is None:
+            return
+        self._db.execute("UPDATE runs SET finished=?, status=? WHERE id=?",
+                         (time.time(), status, self.run_id))
+
+    def history(self, node: str, limit: int = 20) -> list[tuple[float, str, float]]:
+        """(started, status, seconds) of the latest runs of a step."""
+        db = self.db
+        if db is None:
+            return []
+        return db.execute(
+            "SELECT runs.started, run_steps.status, run_steps.seconds FROM run_steps "
+            "JOIN runs ON runs.id = run_steps.run WHERE node=? ORDER BY runs.id DESC LIMIT ?",
+            (node, limit)).fetchall()
+
+
+def _split(s: str) -> tuple[str, ...]:
+    return tuple(s.split(SEP)) if s else ()
+
+
+def _versions() -> dict[str, str]:
+    """Versions of Python, datamake and the data libraries already imported."""
+    out = {"python": sys.version.split()[0]}
+    from . import __version__
+
+    out["datamake"] = __version__
+    for mod in ("pandas", "numpy", "pyarrow", "sklearn", "matplotlib"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "?")
+    return out

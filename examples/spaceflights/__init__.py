@@ -1,0 +1,1 @@
+"""The Kedro spaceflights tutorial's nodes, used by `Datafile.example`."""

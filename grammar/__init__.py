@@ -1,0 +1,1 @@
+"""The Datafile grammar, shipped inside the wheel as `datamake.grammar`."""
