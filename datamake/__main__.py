@@ -1,4 +1,4 @@
 """`python -m datamake`."""
-from .cli import main
+from .cli import entry
 
-main()
+entry()

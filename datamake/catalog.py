@@ -10,8 +10,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
 import time
+from stat import S_ISDIR
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
@@ -60,7 +60,7 @@ def local_stamp(path: str) -> str | None:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    if not os.path.isdir(path):
+    if not S_ISDIR(st.st_mode):
         return f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
     parts = []
     for dirpath, dirnames, filenames in os.walk(path):
@@ -109,54 +109,68 @@ class Catalog:
     """Datasets by name: locations, stamps, digests, loading and atomic saving."""
 
     def __init__(self, root: Path, datasets: Mapping[str, DatasetInfo],
-                 env: Mapping[str, str] | None = None):
+                 env: Mapping[str, str] | None = None,
+                 resolved: Mapping[str, Location] | None = None):
         self.root = Path(root)
         self.datasets = datasets
         self.env = os.environ if env is None else env
-        self._locations: dict[tuple[str, str | None], Location] = {}
+        self._root = str(self.root)
+        self._plain: dict[str, Location] = dict(resolved or {})
+        self._keyed: dict[tuple[str, str], Location] = {}
         self._fs: dict[str, Any] = {}
         self._tmp_dev: int | None = None
+        self._parents: dict[str, bool] = {}  # folder -> on the temp folder's filesystem
         self._counter = itertools.count()
 
     # -- locations ----------------------------------------------------------------
 
     def location(self, name: str, key: str | None = None) -> Location:
         """Where dataset `name` (partition `key`) lives. Raises CatalogError."""
-        loc = self._locations.get((name, key))
-        if loc is not None:
-            return loc
+        loc = (self._plain if key is None else self._keyed).get(name if key is None else (name, key))
+        if loc is None:
+            loc = self._resolve(name, key)
+            if key is None:
+                self._plain[name] = loc
+            else:
+                self._keyed[(name, key)] = loc
+        return loc
+
+    def _resolve(self, name: str, key: str | None) -> Location:
         info = self.datasets.get(name)
         if info is None:
             raise CatalogError(f"`{name}` is not a dataset")
-        try:
-            raw = expand_env(info.location, self.env)
-        except KeyError as e:
-            raise CatalogError(f"dataset `{name}`: environment variable `{e.args[0]}` is not set",
-                               help=f"set it, e.g. `export {e.args[0]}=...`") from None
+        raw = info.location
+        if "${" in raw:
+            try:
+                raw = expand_env(raw, self.env)
+            except KeyError as e:
+                raise CatalogError(f"dataset `{name}`: environment variable `{e.args[0]}` is not set",
+                                   help=f"set it, e.g. `export {e.args[0]}=...`") from None
         if key is not None:
             raw = re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*\}", lambda m: key, raw, count=1)
         if raw.startswith("file://"):
             raw = raw[len("file://"):]
-        local = not _URL.match(raw)
-        if local:
-            url = os.path.normpath(os.path.join(self.root, os.path.expanduser(raw)))
-        else:
+        local = "://" not in raw or not _URL.match(raw)
+        if not local:
             url = raw
+        elif raw[0] in "/~." or "/." in raw or "//" in raw:
+            url = os.path.normpath(os.path.join(self._root, os.path.expanduser(raw)))
+        else:
+            url = self._root + "/" + raw.rstrip("/")  # already normal: skip normpath
         base = raw.rstrip("/").rsplit("/", 1)[-1]
-        ext = os.path.splitext(base)[1].lower()
+        dot = base.rfind(".")
+        ext = base[dot:].lower() if dot > 0 else ""
         fmt = info.format or formats.for_extension(ext)
-        if fmt != formats.PATH:
+        if fmt != formats.PATH and fmt not in formats.BUILTIN:
             try:
                 formats.get(fmt)
             except FormatError as e:
                 raise CatalogError(f"dataset `{name}`: {e}",
                                    help="known formats: " + ", ".join(formats.known())) from None
-        options = dict(info.options)
+        options = dict(info.options) if info.options else {}
         if fmt == "image":
             options.setdefault("ext", ext)
-        loc = Location(name, url, local, fmt, options)
-        self._locations[(name, key)] = loc
-        return loc
+        return Location(name, url, local, fmt, options)
 
     def fs(self, url: str):
         """The fsspec filesystem for a URL (imported on first use)."""
@@ -235,14 +249,17 @@ class Catalog:
     def _tmp_for(self, final: str) -> str:
         """A fresh temporary path on the same filesystem as `final` (rename is atomic)."""
         parent = os.path.dirname(final)
-        os.makedirs(parent, exist_ok=True)
         tmpdir = os.path.join(self.root, TMP_DIR)
-        if self._tmp_dev is None:
-            os.makedirs(tmpdir, exist_ok=True)
-            self._tmp_dev = os.stat(tmpdir).st_dev
+        same = self._parents.get(parent)
+        if same is None:
+            os.makedirs(parent, exist_ok=True)
+            if self._tmp_dev is None:
+                os.makedirs(tmpdir, exist_ok=True)
+                self._tmp_dev = os.stat(tmpdir).st_dev
+            same = self._parents[parent] = os.stat(parent).st_dev == self._tmp_dev
         n = next(self._counter)
         base = os.path.basename(final)
-        if os.stat(parent).st_dev == self._tmp_dev:
+        if same:
             return os.path.join(tmpdir, f"{os.getpid()}-{n}-{base}")
         return os.path.join(parent, f".{base}.datamake-tmp-{os.getpid()}-{n}")
 
@@ -284,17 +301,19 @@ class Catalog:
 
     def commit(self, pending: Pending) -> str:
         """Move a pending write into place; returns the new stamp."""
+        import shutil
+
         if pending.local:
-            if os.path.isdir(pending.tmp) and os.path.isdir(pending.final):
-                # A folder cannot be renamed over a folder: swap via a third name.
+            try:
+                os.replace(pending.tmp, pending.final)
+            except OSError:
+                if not os.path.isdir(pending.final):
+                    raise
+                # A folder cannot replace a folder in one rename: swap via a third name.
                 old = pending.tmp + ".old"
                 os.rename(pending.final, old)
                 os.rename(pending.tmp, pending.final)
                 shutil.rmtree(old, ignore_errors=True)
-            else:
-                if os.path.isdir(pending.final):
-                    shutil.rmtree(pending.final)
-                os.replace(pending.tmp, pending.final)
             return local_stamp(pending.final) or ""
         fs = self.fs(pending.final)
         try:
@@ -311,6 +330,8 @@ class Catalog:
 
     def discard(self, pending: Pending) -> None:
         """Remove a pending write's temporary file or folder."""
+        import shutil
+
         try:
             if os.path.isdir(pending.tmp):
                 shutil.rmtree(pending.tmp, ignore_errors=True)
@@ -327,6 +348,8 @@ class Catalog:
 
 def clean_temps(root: Path) -> None:
     """Remove temporary files that a killed run left in `.datamake/tmp` (call under lock)."""
+    import shutil
+
     tmpdir = os.path.join(root, TMP_DIR)
     try:
         entries = os.listdir(tmpdir)

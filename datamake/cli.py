@@ -3,7 +3,6 @@ errors become exit codes (0 ok, 1 a recipe failed or `-q` found work, 2 the Data
 the command line is wrong, 130 interrupted)."""
 from __future__ import annotations
 
-import ast
 import os
 import re
 import shlex
@@ -19,6 +18,8 @@ _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 
 def parse_value(text: str) -> Any:
     """A command-line value: a Python literal when it parses as one, else the string."""
+    import ast
+
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -152,6 +153,26 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
         if project is not None:
             project.close()
     sys.exit(code)
+
+
+def entry() -> None:
+    """The `datamake` console script: `main`, then a fast exit when no user code ran.
+
+    Tearing down a big graph object by object costs more than a no-op build's work;
+    when no recipe or `python:` block ran there are no user exit handlers to honour,
+    so the process ends right after flushing its output.
+    """
+    from . import recipe
+
+    try:
+        main.main(standalone_mode=True)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not recipe.user_code_ran():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise
 
 
 def _quiet():

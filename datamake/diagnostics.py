@@ -1,7 +1,6 @@
 """Rendering diagnostics as `FILE:LINE:COL: error: text`, the source line and a caret."""
 from __future__ import annotations
 
-import difflib
 from typing import Iterable
 
 from .errors import Diagnostic
@@ -12,6 +11,8 @@ _COLORS = {"error": "\x1b[1;31m", "warning": "\x1b[1;33m", "help": "\x1b[1;36m",
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """The closest candidate to a misspelt `name`, or None when nothing is close."""
+    import difflib
+
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None
 

@@ -1,7 +1,7 @@
 """Error kinds, source spans and diagnostics, each error kind with its exit code."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a recipe failed, or `-q` found work
@@ -9,8 +9,7 @@ EXIT_USAGE = 2  # the Datafile or the command line is wrong
 EXIT_INTERRUPTED = 130
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """A region of a source file; lines and columns are 1-based, `end_col` exclusive."""
 
     file: str
@@ -23,15 +22,14 @@ class Span:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-@dataclass(frozen=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
     """One message about the user's input, located at a span when it has one."""
 
     severity: str  # "error" | "warning"
     message: str
     span: Span | None = None
     help: str | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = ()
 
 
 class DatamakeError(Exception):

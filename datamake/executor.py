@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import formats
@@ -15,7 +14,7 @@ from .errors import CatalogError
 from .graph import RuleNode
 from .hashing import hash_text
 from .planner import Planner, Reason, Verdict
-from .recipe import RecipeFailure, compile_python, failure, run_shell
+from .recipe import RecipeFailure, failure, make_function, run_shell
 from .state import StepRecord
 
 if TYPE_CHECKING:
@@ -40,15 +39,15 @@ class Outcome(NamedTuple):
     error: str | None = None
 
 
-@dataclass
 class BuildResult:
     """What a build (or a dry run) did, step by step, in execution order."""
 
-    targets: list[str]
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-    seconds: float = 0.0
-    interrupted: bool = False
-    dry_run: bool = False
+    def __init__(self, targets: list[str], dry_run: bool = False):
+        self.targets = targets
+        self.outcomes: dict[str, Outcome] = {}
+        self.seconds = 0.0
+        self.interrupted = False
+        self.dry_run = dry_run
 
     def names(self, status: str) -> list[str]:
         return [n for n, o in self.outcomes.items() if o.status == status]
@@ -185,12 +184,10 @@ def _step(project: "Project", planner: Planner, node: RuleNode, result: BuildRes
 def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
             verdict: Verdict, digests: list[str], res: StepResult) -> None:
     detail = planner.detail(node, digests)
-    recipe = project.model.rules[node.index].recipe
-    texts = {}
-    if recipe is not None:
-        h = hash_text(recipe.text)
-        detail["recipe"] = h
-        texts[h] = recipe.text
+    recipe = project.recipes[node.name]
+    h = hash_text(recipe.text)
+    detail["recipe"] = h
+    texts = {h: recipe.text}
     for own in detail["code"].values():
         t = project.code_texts.get(own)
         if t is not None:
@@ -199,17 +196,14 @@ def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
     project.state.record_step(StepRecord(
         step, verdict.sig, verdict.code_fp, verdict.params_fp, verdict.inputs_fp,
         res.paths, tuple(stable(s) for s in res.stamps), res.digests, detail, time.time(),
-        res.seconds), texts)
-    project.state.record_run_step(step, "built", res.seconds, [r.code for r in verdict.reasons])
+        res.seconds), texts, "built", [r.code for r in verdict.reasons])
 
 
 def run_step(project: "Project", node: RuleNode, step: str, key: str | None = None,
              quiet_stdout: bool = False) -> StepResult:
     """Run one step's recipe and commit its outputs. Raises RecipeFailure or CatalogError."""
     t0 = time.perf_counter()
-    rule = project.model.rules[node.index]
-    recipe = rule.recipe
-    assert recipe is not None
+    recipe = project.recipes[node.name]
     cat = project.catalog
     params = project.params
     path_outs = [o for o in node.outputs if cat.location(o, key).format == formats.PATH]
@@ -217,9 +211,7 @@ def run_step(project: "Project", node: RuleNode, step: str, key: str | None = No
     redirect = contextlib.redirect_stdout(sys.stderr) if quiet_stdout else contextlib.nullcontext()
     try:
         if recipe.kind == "python":
-            ns = project.namespace.globals()
-            args = list(node.locals) + list(node.param_locals) + path_outs
-            fn = compile_python(recipe, node.name, args, project.display, ns)
+            fn = make_function(recipe, node.name, project.namespace.globals())
             kwargs: dict[str, Any] = {}
             for name, local in zip(node.inputs, node.locals):
                 kwargs[local] = cat.load(name)
@@ -228,7 +220,8 @@ def run_step(project: "Project", node: RuleNode, step: str, key: str | None = No
             path_pending = {o: cat.temp_path(o, key) for o in path_outs}
             pendings.extend(path_pending.values())
             for o, pend in path_pending.items():
-                kwargs[o] = pend.tmp
+                if o in recipe.args:
+                    kwargs[o] = pend.tmp
             try:
                 with redirect:
                     value = fn(**kwargs)
@@ -237,7 +230,7 @@ def run_step(project: "Project", node: RuleNode, step: str, key: str | None = No
             except BaseException as e:
                 raise failure(e, f"the recipe of `{step}` failed:") from None
             value_outs = [o for o in node.outputs if o not in path_pending]
-            values = _split(value, value_outs, node, project.display, rule.span.line)
+            values = _split(value, value_outs, node, project.display, recipe.header_line)
             sealed = {o: cat.seal(p) for o, p in path_pending.items()}
             written = {}
             for o, v in zip(value_outs, values):

@@ -23,11 +23,10 @@ def _diff(old: str, new: str, old_name: str, new_name: str) -> list[str]:
 
 def _recipe_lines(project: "Project", step: str, r: Reason) -> list[str]:
     detail: dict[str, Any] = r.old or {}
-    node = project.graph.rules[step]
-    recipe = project.model.rules[node.index].recipe
+    recipe = project.recipes[step]
     out: list[str] = []
     old_h = detail.get("recipe")
-    if recipe is not None and old_h and old_h != hash_text(recipe.text):
+    if old_h and old_h != hash_text(recipe.text):
         old_text = project.state.text(old_h)
         if old_text is not None:
             d = _diff(old_text, recipe.text, "before", "now")

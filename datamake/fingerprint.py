@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import model
 from .hashing import hash_parts, hash_text
-from .parser import bound_names
+from .parser import bound_names, fast_dump
 
 
 def _strip_docstrings(node: ast.AST) -> ast.AST:
@@ -30,7 +30,7 @@ def _strip_docstrings(node: ast.AST) -> ast.AST:
 
 
 def _dump(node: ast.AST) -> str:
-    return ast.dump(node, annotate_fields=False, include_attributes=False)
+    return fast_dump(node)
 
 
 def _chains(node: ast.AST, exclude: set[str]) -> set[str]:
@@ -201,27 +201,30 @@ class CodeIndex:
 
     # -- closures -----------------------------------------------------------------------
 
-    def recipe_closure(self, recipe: model.Recipe, fname: str, skip: set[str]) -> dict[str, str]:
+    def recipe_closure(self, recipe: model.Recipe, skip: set[str]) -> dict[str, str]:
         """{label: own hash} of every definition the recipe can reach by name."""
         closure: dict[str, str] = {}
         if recipe.kind != "python":
             return closure
-        src = "\n" * (recipe.line - 2) + f"def {fname}():\n" + recipe.text + "\n"
-        try:
-            fn = ast.parse(src).body[0]
-        except SyntaxError:
-            return closure
-        # Imports written inside the recipe resolve like the python: block's.
-        imports = [s for s in ast.walk(fn) if isinstance(s, (ast.Import, ast.ImportFrom))]
-        local = self._scope(f"recipe:{fname}", None, None, imports, [src] * len(imports))
-        bound = bound_names(ast.Module(fn.body, []))
-        for chain in sorted(_chains(ast.Module(fn.body, []), set())):
-            root = chain.split(".")[0]
+        local: _Scope | None = None
+        if recipe.imports:
+            # Imports written inside the recipe resolve like the python: block's.
+            bindings = {}
+            for name, mod, attr in recipe.imports:
+                mod = mod.lstrip(".")
+                text = f"from {mod} import {attr} as {name}" if attr else f"import {mod} as {name}"
+                own = hash_text(text)
+                self.texts.setdefault(own, text)
+                bindings[name] = _Binding(own, text, set(), [(mod, attr)])
+            local = _Scope("recipe:", None, None, bindings, hash_parts(), set())
+        chains = {u.chain for u in recipe.uses} | set(recipe.import_chains)
+        for chain in sorted(chains):
+            root = chain.split(".", 1)[0]
             if root in skip:
                 continue
-            if root in local.bindings:
+            if local is not None and root in local.bindings:
                 self._reach(local, chain, closure)
-            elif root not in bound:
+            else:
                 self._reach(self.datafile, chain, closure)
         return closure
 
@@ -287,10 +290,7 @@ def code_fingerprints(graph, df: model.Datafile, root: Path) -> tuple[CodeIndex,
         rule = df.rules[node.index]
         recipe = rule.recipe
         assert recipe is not None
-        skip = set(node.locals) | set(node.param_locals) | {"done"}
-        if node.key:
-            skip.add(node.key)
-        closure = index.recipe_closure(recipe, name, skip)
+        closure = index.recipe_closure(recipe, set(recipe.args))
         outs = []
         for o in node.outputs:
             ds = graph.datasets.get(o)

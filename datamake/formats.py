@@ -8,8 +8,6 @@ optional `extensions` tuple.
 from __future__ import annotations
 
 import functools
-import inspect
-import io
 import json
 import pickle
 from typing import Any, BinaryIO, Callable
@@ -39,6 +37,8 @@ def _accepted(fn: Callable, options: dict[str, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _parameters(fn: Callable) -> frozenset[str] | None:
+    import inspect
+
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -293,10 +293,3 @@ def for_extension(ext: str) -> str:
             if ext.lower() in tuple(getattr(fmt, "extensions", ())):
                 return pname
     return PATH
-
-
-def roundtrip_bytes(fmt_name: str, value: Any, options: dict[str, Any]) -> bytes:
-    """The bytes `value` would be stored as (used by tests and the Python API)."""
-    buf = io.BytesIO()
-    get(fmt_name).save(value, buf, options)
-    return buf.getvalue()

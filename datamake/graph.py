@@ -6,12 +6,13 @@ loads it from `.datamake/` instead of re-parsing the Datafile.
 """
 from __future__ import annotations
 
-import ast
-from typing import Any, NamedTuple
+import os
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import model
-from .diagnostics import did_you_mean
-from .errors import DatafileError, Diagnostic, Span, error
+from .errors import DatafileError, Diagnostic, Span
+
+if TYPE_CHECKING:
+    from . import model
 
 DATA_DIR = ".datamake/data"
 
@@ -59,6 +60,8 @@ class Graph:
         self.code_deps: dict[str, dict[str, str]] = {}  # rule -> {symbol: fingerprint}
         self.spans: dict[str, tuple[str, int, int]] = {}  # name -> (file, line, col)
         self.listed: list[str] = []  # rule and alias names in Datafile order
+        self.locations: dict[str, Any] = {}  # resolved catalog Locations, when env-free
+        self._needed: dict[tuple[str, ...], list[str]] = {}
 
     def kind_of(self, name: str) -> str | None:
         """"param", "output", "alias", "dataset", or None for an unknown name."""
@@ -78,6 +81,9 @@ class Graph:
 
     def needed(self, targets: list[str]) -> list[RuleNode]:
         """The rules that `targets` need, in topological order (aliases expanded)."""
+        memo = self._needed.get(tuple(targets))
+        if memo is not None:
+            return [self.rules[n] for n in memo]
         want: set[str] = set()
         stack = list(targets)
         seen: set[str] = set()
@@ -94,8 +100,11 @@ class Graph:
                 want.add(rule)
                 stack.extend(self.rules[rule].inputs)
         if len(want) == len(self.rules):
-            return list(self.rules.values())
-        return [r for n, r in self.rules.items() if n in want]
+            out = list(self.rules.values())
+        else:
+            out = [r for n, r in self.rules.items() if n in want]
+        self._needed[tuple(targets)] = [r.name for r in out]
+        return out
 
     def downstream(self, names: set[str]) -> set[str]:
         """Rules that read any of `names`, directly or through other rules."""
@@ -108,7 +117,7 @@ class Graph:
         return out
 
 
-def build(df: model.Datafile) -> tuple[Graph, list[Diagnostic]]:
+def build(df: "model.Datafile") -> tuple[Graph, list[Diagnostic]]:
     """Resolve a Datafile into a Graph and its warnings.
 
     Raises DatafileError with every error found (unknown names, cycles, duplicates,
@@ -117,7 +126,9 @@ def build(df: model.Datafile) -> tuple[Graph, list[Diagnostic]]:
     return _Checker(df).run()
 
 
-def _python_defines(df: model.Datafile) -> set[str]:
+def _python_defines(df: "model.Datafile") -> set[str]:
+    import ast
+
     names: set[str] = set()
     for block in df.python:
         try:
@@ -138,7 +149,10 @@ def _python_defines(df: model.Datafile) -> set[str]:
 
 
 class _Checker:
-    def __init__(self, df: model.Datafile):
+    def __init__(self, df: "model.Datafile"):
+        from .diagnostics import did_you_mean
+
+        self.did_you_mean = did_you_mean
         self.df = df
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
@@ -173,11 +187,11 @@ class _Checker:
         for p in df.params:
             if self.define(p.name, "param", p.span):
                 g.params[p.name] = p.value
-        declared: dict[str, model.Dataset] = {}
+        declared: dict[str, "model.Dataset"] = {}
         for d in df.datasets:
             if self.define(d.name, "dataset", d.span):
                 declared[d.name] = d
-        rule_by_name: dict[str, tuple[int, model.Rule]] = {}
+        rule_by_name: dict[str, tuple[int, "model.Rule"]] = {}
         for i, r in enumerate(df.rules):
             if r.recipe is None:
                 for o in r.outputs:
@@ -232,7 +246,7 @@ class _Checker:
             for inp in r.inputs:
                 if inp.name not in names:
                     self.err(f"unknown name `{inp.name}`", inp.span,
-                             help=did_you_mean(inp.name, names)
+                             help=self.did_you_mean(inp.name, names)
                              or "declare it with `dataset`, `param`, or a rule that writes it")
                     continue
                 kind = self.defined[inp.name][0]
@@ -309,7 +323,7 @@ class _Checker:
                     d.span, help="remove it, or use it as a rule's input or output"))
         return g, self.warnings
 
-    def check_uses(self, r: model.Rule, names: set[str], py_defs: set[str]) -> None:
+    def check_uses(self, r: "model.Rule", names: set[str], py_defs: set[str]) -> None:
         recipe = r.recipe
         assert recipe is not None
         bound = {i.local for i in r.inputs}
@@ -329,7 +343,7 @@ class _Checker:
                                   f"{' '.join([i.name for i in r.inputs] + [u.chain])}`")
                 else:
                     self.err(f"unknown name `{{{u.chain}}}` in a shell recipe", u.span,
-                             help=did_you_mean(u.chain, allowed)
+                             help=self.did_you_mean(u.chain, allowed)
                              or "write `{{` and `}}` for literal braces")
         else:
             extra = {"done"} if recipe.generator else set()
@@ -338,20 +352,46 @@ class _Checker:
                 used_roots.add(root)
                 if root in bound or root in py_defs or root in extra or root in keys:
                     continue
-                if root in names:
+                span = Span(u.span.file, u.span.line, u.span.col, u.span.line,
+                            u.span.col + len(root))
+                if root in outs:
+                    if self.is_path(root):
+                        continue
+                    self.err(f"the recipe of `{r.name}` reads its own output `{root}`", span,
+                             help="a recipe returns its outputs' values; only `as path` "
+                                  "outputs are bound in the recipe (to the path to write)")
+                elif root in names:
                     self.err(f"the recipe of `{r.name}` uses `{root}`, which is not one of "
-                             f"its inputs", Span(u.span.file, u.span.line, u.span.col,
-                                                 u.span.line, u.span.col + len(root)),
+                             f"its inputs", span,
                              help=f"add `{root}` to the inputs: `{' '.join(o.name for o in r.outputs)}: "
                                   f"{' '.join([i.name for i in r.inputs] + [root])}`")
+        locals_seen: dict[str, "model.Input"] = {}
+        for inp in r.inputs:
+            prev = locals_seen.get(inp.local)
+            if prev is not None and prev.name != inp.name:
+                self.err(f"two inputs of `{r.name}` are both called `{inp.local}` in the recipe",
+                         inp.span, help=f"rename one with `as`, e.g. `{inp.name} as other`")
+            locals_seen[inp.local] = inp
         for inp in r.inputs:
             if inp.local not in used_roots and inp.name in names:
                 self.warnings.append(Diagnostic(
                     "warning", f"the recipe of `{r.name}` never uses its input `{inp.local}`",
                     inp.span, help="remove it from the inputs, or use it in the recipe"))
 
+    def is_path(self, name: str) -> bool:
+        """Whether dataset `name` is stored as a path the recipe writes itself."""
+        from . import formats
+
+        ds = self.g.datasets.get(name)
+        if ds is None:
+            return False
+        if ds.format:
+            return ds.format == formats.PATH
+        base = ds.location.rstrip("/").rsplit("/", 1)[-1]
+        return formats.for_extension(os.path.splitext(base)[1]) == formats.PATH
+
     def check_cycles(self, deps: dict[str, list[tuple[str, Span]]],
-                     rules: dict[str, tuple[int, model.Rule]]) -> None:
+                     rules: dict[str, tuple[int, "model.Rule"]]) -> None:
         g = self.g
 
         def rule_of(name: str) -> str | None:

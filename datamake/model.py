@@ -82,6 +82,10 @@ class Recipe:
     body_fp: str  # fingerprint of the code, blind to comments and formatting
     uses: tuple[NameUse, ...] = ()  # global names read (python), or {names} (shell)
     generator: bool = False  # a python recipe that yields
+    imports: tuple[tuple[str, str, str | None], ...] = ()  # (name, module, attr) imported inside
+    import_chains: tuple[str, ...] = ()  # dotted names read through those imports
+    args: tuple[str, ...] = ()  # the names the recipe is called with
+    code: bytes = b""  # the compiled function (marshal), named by the rule
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ class Planner:
         self.forced = forced or set()
         self.always = always
         self._param_fp: dict[str, str] = {}
+        self._params_fps: dict[tuple[str, ...], str] = {}
         self._tags: dict[str, str] = {}
         self._files: dict[str, tuple[str, str]] | None = None
         self._sources: dict[tuple[str, str | None], str | None] = {}
@@ -116,12 +117,17 @@ class Planner:
         its data inputs in order, None for one whose rule has yet to run."""
         g = self.graph
         code_fp = g.code_fp[node.name]
-        params_fp = hash_parts(*[self.param_fp(p) for p in node.params])
+        params_fp = self._params_fps.get(node.params)
+        if params_fp is None:
+            params_fp = self._params_fps[node.params] = hash_parts(
+                *[self.param_fp(p) for p in node.params])
         known = None not in inputs
         inputs_fp = None
         sig = None
         if known:
-            inputs_fp = hash_parts(*[f"{d}{self.input_tag(n)}" for n, d in zip(node.inputs, inputs)])
+            tags = self._tags
+            inputs_fp = hash_parts(*[d + (tags[n] if n in tags else self.input_tag(n))
+                                     for n, d in zip(node.inputs, inputs)])
             sig = hash_parts(code_fp, params_fp, inputs_fp)
         forced = self.always or node.name in self.forced or step in self.forced
         reasons: list[Reason] = [Reason("forced")] if forced else []
@@ -133,11 +139,19 @@ class Planner:
         rec_sig, rec_stamps, rec_digests, rec_paths = quick
 
         # Outputs: stamps first, content only when a stamp differs.
-        locs = [self.catalog.location(o, key) for o in node.outputs]
-        paths = SEP.join(loc.url for loc in locs)
-        stamps = [self.catalog.stamp(o, key) for o in node.outputs]
+        cat = self.catalog
+        if len(node.outputs) == 1:
+            locs = [cat.location(node.outputs[0], key)]
+            paths = locs[0].url
+            stamps = [cat.stamp(node.outputs[0], key)]
+            joined = stamps[0] or "-"
+        else:
+            locs = [cat.location(o, key) for o in node.outputs]
+            paths = SEP.join(loc.url for loc in locs)
+            stamps = [cat.stamp(o, key) for o in node.outputs]
+            joined = SEP.join(s or "-" for s in stamps)
         refresh = None
-        if paths != rec_paths or SEP.join(s or "-" for s in stamps) != rec_stamps:
+        if paths != rec_paths or joined != rec_stamps:
             old_paths = rec_paths.split(SEP)
             old_stamps = rec_stamps.split(SEP)
             old_digests = rec_digests.split(SEP)

@@ -10,19 +10,22 @@ import os
 import pickle
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import graph as graph_mod
 from .catalog import Catalog, local_stamp, stable
 from .diagnostics import did_you_mean
 from .errors import CatalogError, Diagnostic, UsageError
 from .hashing import hash_file
-from .model import Datafile
 from .state import STATE_DIR, State
 
-CACHE_FORMAT = 1
+if TYPE_CHECKING:
+    from .model import Datafile
+
+CACHE_FORMAT = 2
 GRAPH_CACHE = "graph.pickle"
 MODEL_CACHE = "model.pickle"
+RECIPES_CACHE = "recipes.pickle"
 
 
 def find_datafile(start: str | os.PathLike | None = None) -> Path:
@@ -49,7 +52,11 @@ class Project:
             rel = str(self.path)
         self.display = str(given) if given.is_absolute() or rel.startswith("..") else rel
         self.state_dir = self.root / STATE_DIR
-        self._model: Datafile | None = None
+        self._model: "Datafile | None" = None
+        self._recipes: dict | None = None
+        self._python: tuple | None = None
+        self._sources: list = []
+        self._sources_digest = ""
         self.code_texts: dict[str, str] = {}
         self.warnings: list[Diagnostic] = []
         self.parsed = False  # whether this load parsed the Datafile (else: from cache)
@@ -60,11 +67,17 @@ class Project:
                 raise UsageError(f"unknown parameter `{k}`",
                                  help=did_you_mean(k, self.params) or "declare it with `param`")
             self.params[k] = v
-        self.catalog = Catalog(self.root, self.graph.datasets, env)
+        self.catalog = Catalog(self.root, self.graph.datasets, env, self.graph.locations)
         self._state: State | None = None
         self._namespace = None
 
     # -- loading, with the parse cache ------------------------------------------------
+    #
+    # graph.pickle: what a no-op build needs (plain tuples: unpickles in milliseconds),
+    #   with the stamps and digests of the files it came from.
+    # recipes.pickle: compiled recipes and `python:` blocks, loaded when a step runs.
+    # model.pickle: the whole model, loaded only to re-fingerprint when project modules
+    #   changed but the Datafile did not.
 
     def _load(self) -> graph_mod.Graph:
         cached = self._read_cache()
@@ -73,15 +86,21 @@ class Project:
         return self._parse()
 
     def _cache_key(self) -> tuple:
-        return (CACHE_FORMAT, _version(), sys.version_info[:2], self.display)
+        return (CACHE_FORMAT, _version(), sys.version_info[:2], self.display, str(self.root))
 
-    def _read_cache(self) -> graph_mod.Graph | None:
+    def _read_pickle(self, name: str) -> dict | None:
         try:
-            with open(self.state_dir / GRAPH_CACHE, "rb") as f:
+            with open(self.state_dir / name, "rb") as f:
                 data = pickle.load(f)
         except Exception:  # missing, truncated or from another version: just re-parse
             return None
-        if data.get("key") != self._cache_key():
+        if not isinstance(data, dict) or data.get("key") != self._cache_key():
+            return None
+        return data
+
+    def _read_cache(self) -> graph_mod.Graph | None:
+        data = self._read_pickle(GRAPH_CACHE)
+        if data is None:
             return None
         restamp = False
         for path, stamp, digest in data["sources"]:
@@ -92,92 +111,117 @@ class Project:
                 return None
             restamp = True
         g: graph_mod.Graph = data["graph"]
-        modules_changed = any(local_stamp(p) != s for p, s in data["modules"])
-        if modules_changed:
-            model = self._read_model(data["sources_digest"])
-            if model is None:
-                return None
-            self._model = model
-            return self._fingerprint(g, data["sources"], data["sources_digest"])
-        if restamp:
-            self._write_cache(g, _restamp(data["sources"]), data["modules"],
-                              data["sources_digest"], model=False)
+        self._sources = data["sources"]
         self._sources_digest = data["sources_digest"]
+        if any(local_stamp(p) != s for p, s in data["modules"]):
+            full = self._read_pickle(MODEL_CACHE)
+            if full is None or full.get("sources_digest") != self._sources_digest:
+                return None
+            self._model = full["model"]
+            self._fingerprint(g)
+            return g
+        if restamp:
+            self._sources = _restamp(data["sources"])
+            self._write_graph(g, data["modules"])
         return g
-
-    def _read_model(self, digest: str) -> Datafile | None:
-        try:
-            with open(self.state_dir / MODEL_CACHE, "rb") as f:
-                data = pickle.load(f)
-        except Exception:
-            return None
-        if data.get("key") != self._cache_key() or data.get("sources_digest") != digest:
-            return None
-        self.code_texts = data["texts"]
-        return data["model"]
 
     def _parse(self) -> graph_mod.Graph:
         from . import parser
+        from .hashing import hash_parts
 
         model = parser.parse_file(self.path, self.display)
         g, warnings = graph_mod.build(model)
-        # Locations and spans of datasets, for messages.
         for d in model.datasets:
             g.spans.setdefault(d.name, (d.span.file, d.span.line, d.span.col))
         self._model = model
         self.warnings = warnings
         self.parsed = True
-        sources = [str(self.path)] + [str((self.root / pf.path).resolve())
-                                      for pf in model.params_files]
         rows = []
-        for p in sources:
+        for p in [str(self.path)] + [str((self.root / pf.path).resolve())
+                                     for pf in model.params_files]:
             try:
                 rows.append((p, local_stamp(p) or "", hash_file(p)))
             except OSError:
                 rows.append((p, "", ""))
-        from .hashing import hash_parts
+        self._sources = _restamp(rows)
+        self._sources_digest = hash_parts(*(d for _, _, d in rows))
+        self._fingerprint(g)
+        return g
 
-        digest = hash_parts(*(d for _, _, d in rows))
-        return self._fingerprint(g, rows, digest)
-
-    def _fingerprint(self, g: graph_mod.Graph, sources: list, digest: str) -> graph_mod.Graph:
+    def _fingerprint(self, g: graph_mod.Graph) -> None:
+        """Fingerprint the recipes' code, then write all three caches."""
         from .fingerprint import code_fingerprints
+        from .recipe import recipe_info
 
-        assert self._model is not None
-        index, fps, deps = code_fingerprints(g, self._model, self.root)
+        model = self._model
+        assert model is not None
+        index, fps, deps = code_fingerprints(g, model, self.root)
         g.code_fp = fps
         g.code_deps = deps
         self.code_texts = index.texts
+        self._recipes = {name: recipe_info(model.rules[node.index])
+                         for name, node in g.rules.items()}
+        self._python = tuple((b.text, b.line) for b in model.python)
         modules = [(p, stable(local_stamp(p)) or "?") for p in sorted(index.files)]
-        self._sources_digest = digest
-        self._write_cache(g, _restamp(sources), modules, digest, model=True)
-        return g
-
-    def _write_cache(self, g: graph_mod.Graph, sources: list, modules: list, digest: str,
-                     model: bool) -> None:
-        key = self._cache_key()
         try:
             self.state_dir.mkdir(exist_ok=True)
-            if model:
-                _atomic_pickle(self.state_dir / MODEL_CACHE, {
-                    "key": key, "sources_digest": digest, "model": self._model,
-                    "texts": self.code_texts})
-            _atomic_pickle(self.state_dir / GRAPH_CACHE, {
-                "key": key, "sources": sources, "modules": modules, "sources_digest": digest,
-                "graph": g})
+            key, digest = self._cache_key(), self._sources_digest
+            _atomic_pickle(self.state_dir / MODEL_CACHE,
+                           {"key": key, "sources_digest": digest, "model": model})
+            _atomic_pickle(self.state_dir / RECIPES_CACHE, {
+                "key": key, "sources_digest": digest, "recipes": self._recipes,
+                "python": self._python, "texts": self.code_texts})
         except OSError:
             pass  # a read-only project still builds; it just parses every time
+        self._write_graph(g, modules)
+
+    def _write_graph(self, g: graph_mod.Graph, modules: list) -> None:
+        # Work every no-op would otherwise repeat: resolving locations (those that do
+        # not read the environment) and slicing the graph for the default target.
+        from .errors import CatalogError
+
+        cat = Catalog(self.root, g.datasets, {})
+        g.locations = {}
+        for name, ds in g.datasets.items():
+            if "${" not in ds.location and "{" not in ds.location:
+                try:
+                    g.locations[name] = cat.location(name)
+                except CatalogError:
+                    pass
+        if g.default:
+            g.needed([g.default])
+        try:
+            self.state_dir.mkdir(exist_ok=True)
+            _atomic_pickle(self.state_dir / GRAPH_CACHE, {
+                "key": self._cache_key(), "sources": self._sources, "modules": modules,
+                "sources_digest": self._sources_digest, "graph": g})
+        except OSError:
+            pass
+
+    def _load_recipes(self) -> None:
+        data = self._read_pickle(RECIPES_CACHE)
+        if data is None or data.get("sources_digest") != self._sources_digest:
+            # The cache went missing under us: parse again (same Datafile, same result).
+            self._parse()
+            return
+        self._recipes = data["recipes"]
+        self._python = data["python"]
+        self.code_texts = data["texts"]
 
     @property
-    def model(self) -> Datafile:
-        """The whole parsed Datafile (recipes included), loaded on first use."""
-        if self._model is None:
-            model = self._read_model(self._sources_digest)
-            if model is None:
-                from . import parser
+    def recipes(self):
+        """Rule name -> RecipeInfo (compiled code and text), loaded on first use."""
+        if self._recipes is None:
+            self._load_recipes()
+        return self._recipes
 
-                model = parser.parse_file(self.path, self.display)
-            self._model = model
+    @property
+    def model(self) -> "Datafile":
+        """The whole parsed Datafile, parsed again if it is not in memory."""
+        if self._model is None:
+            from . import parser
+
+            self._model = parser.parse_file(self.path, self.display)
         return self._model
 
     @property
@@ -191,7 +235,9 @@ class Project:
         if self._namespace is None:
             from .recipe import Namespace
 
-            self._namespace = Namespace(self.model.python, self.root, self.display)
+            if self._python is None:
+                self._load_recipes()
+            self._namespace = Namespace(self._python, self.root, self.display)
         return self._namespace
 
     def close(self) -> None:

@@ -6,15 +6,12 @@ tracebacks and `linecache` show the Datafile lines without any line map.
 """
 from __future__ import annotations
 
-import ast
+import marshal
 import os
-import shlex
-import subprocess
 import sys
-import traceback
 import types
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from . import model
 
@@ -31,10 +28,15 @@ class RecipeFailure(Exception):
         self.text = text
 
 
+def user_code_ran() -> bool:
+    """Whether this process ran any user code (a `python:` block or a recipe)."""
+    return MODULE in sys.modules
+
+
 class Namespace:
     """The globals recipes share: the `python:` blocks, run once as module `__datafile__`."""
 
-    def __init__(self, blocks: tuple[model.PythonBlock, ...], root: Path, filename: str):
+    def __init__(self, blocks: tuple[tuple[str, int], ...], root: Path, filename: str):
         self.blocks = blocks
         self.root = str(root)
         self.filename = filename
@@ -50,8 +52,8 @@ class Namespace:
             # Registered so that objects of classes defined here can be unpickled.
             sys.modules[MODULE] = mod
             self._module = mod
-            for b in self.blocks:
-                src = "\n" * (b.line - 2) + "if True:\n" + b.text + "\n"
+            for text, line in self.blocks:
+                src = "\n" * (line - 2) + "if True:\n" + text + "\n"
                 try:
                     code = compile(src, self.filename, "exec")
                     exec(code, mod.__dict__)
@@ -63,24 +65,10 @@ class Namespace:
         return self._module.__dict__
 
 
-def compile_python(recipe: model.Recipe, fname: str, args: list[str], filename: str,
-                   globals_: dict[str, Any]) -> Callable[..., Any]:
-    """The recipe as a function of `args`; its value is `return`'s or the last expression's."""
-    src = "\n" * (recipe.line - 2) + f"def {fname}({', '.join(args)}):\n" + recipe.text + "\n"
-    tree = ast.parse(src, filename)
-    fn = tree.body[0]
-    assert isinstance(fn, ast.FunctionDef)
-    last = fn.body[-1]
-    if isinstance(last, ast.Expr) and not recipe.generator:
-        fn.body[-1] = ast.copy_location(ast.Return(last.value), last)
-    code = compile(tree, filename, "exec")
-    scratch: dict[str, Any] = {}
-    exec(code, globals_, scratch)
-    return scratch[fname]
-
-
 def failure(exc: BaseException, summary: str) -> RecipeFailure:
     """A RecipeFailure showing the user's traceback without datamake's own frames."""
+    import traceback
+
     te = traceback.TracebackException.from_exception(exc)
     _drop_own_frames(te)
     text = "".join(te.format())
@@ -90,14 +78,16 @@ def failure(exc: BaseException, summary: str) -> RecipeFailure:
     return RecipeFailure(f"{loc}{last}", f"{summary}\n{text}".rstrip() + "\n")
 
 
-def _drop_own_frames(te: traceback.TracebackException) -> None:
+def _drop_own_frames(te) -> None:
+    import traceback
+
     while te is not None:
         te.stack = traceback.StackSummary.from_list(
             [f for f in te.stack if not f.filename.startswith(_PACKAGE_DIR)])
         te = te.__cause__ or te.__context__  # type: ignore[assignment]
 
 
-def shell_commands(recipe: model.Recipe) -> list[tuple[int, str]]:
+def shell_commands(recipe: "RecipeInfo | model.Recipe") -> list[tuple[int, str]]:
     """(Datafile line, command) for each `$ ` line of a shell recipe."""
     out = []
     for n, ln in enumerate(recipe.text.split("\n"), recipe.line):
@@ -109,6 +99,8 @@ def shell_commands(recipe: model.Recipe) -> list[tuple[int, str]]:
 
 def expand_shell(command: str, values: dict[str, str]) -> str:
     """`{name}` replaced by the shell-quoted value; `{{` and `}}` by single braces."""
+    import shlex
+
     from .parser import _SHELL_REF
 
     def sub(m) -> str:
@@ -121,9 +113,11 @@ def expand_shell(command: str, values: dict[str, str]) -> str:
     return out.replace("{{", "{").replace("}}", "}")
 
 
-def run_shell(recipe: model.Recipe, values: dict[str, str], cwd: Path, filename: str,
+def run_shell(recipe: "RecipeInfo", values: dict[str, str], cwd: Path, filename: str,
               stdout: Any = None) -> None:
     """Run each `$ ` line with `sh -e`, like Make. Raises RecipeFailure at the failed line."""
+    import subprocess
+
     for line, cmd in shell_commands(recipe):
         expanded = expand_shell(cmd, values)
         try:
@@ -137,3 +131,26 @@ def run_shell(recipe: model.Recipe, values: dict[str, str], cwd: Path, filename:
             raise RecipeFailure(f"{filename}:{line}: shell command failed ({status})",
                                 f"  File \"{filename}\", line {line}\n    $ {cmd}\n"
                                 f"shell command failed ({status}): {expanded}\n")
+
+
+class RecipeInfo(NamedTuple):
+    """What running a rule needs, kept apart from the model so it loads fast."""
+
+    kind: str  # "python" | "shell"
+    text: str
+    line: int  # the Datafile line of the recipe's first line
+    header_line: int  # the rule's line, for messages
+    generator: bool
+    args: tuple[str, ...]
+    code: bytes  # marshalled function (python recipes)
+
+
+def recipe_info(rule: model.Rule) -> RecipeInfo:
+    r = rule.recipe
+    assert r is not None
+    return RecipeInfo(r.kind, r.text, r.line, rule.span.line, r.generator, r.args, r.code)
+
+
+def make_function(info: RecipeInfo, name: str, globals_: dict[str, Any]) -> Callable[..., Any]:
+    """The recipe's function, from the code compiled when the Datafile was parsed."""
+    return types.FunctionType(marshal.loads(info.code), globals_, name)

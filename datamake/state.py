@@ -79,6 +79,7 @@ class State:
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._rows: dict[str, tuple] | None = None
+        self._texts_known: set[str] = set()
         self.run_id: int | None = None
 
     # -- connection -------------------------------------------------------------------
@@ -179,18 +180,25 @@ class State:
     def nodes(self) -> list[str]:
         return list(self._all_rows())
 
-    def record_step(self, rec: StepRecord, texts: dict[str, str] | None = None) -> None:
-        """Record a finished step (committed at once)."""
+    def record_step(self, rec: StepRecord, texts: dict[str, str] | None = None,
+                    status: str = "built", reasons: list[str] | None = None) -> None:
+        """Record a finished step and its line in the run history, in one transaction
+        committed at once."""
         db = self.db
         assert db is not None
         row = (rec.node, rec.sig, rec.code_fp, rec.params_fp, rec.inputs_fp,
                SEP.join(rec.out_paths), SEP.join(rec.out_stamps), SEP.join(rec.out_digests),
                json.dumps(rec.detail, sort_keys=True), rec.built_at, rec.seconds)
+        new_texts = [(h, t) for h, t in (texts or {}).items() if h not in self._texts_known]
         with db:
             db.execute("BEGIN")
             db.execute("INSERT OR REPLACE INTO steps VALUES(?,?,?,?,?,?,?,?,?,?,?)", row)
-            if texts:
-                db.executemany("INSERT OR IGNORE INTO texts VALUES(?,?)", texts.items())
+            if new_texts:
+                db.executemany("INSERT OR IGNORE INTO texts VALUES(?,?)", new_texts)
+            if self.run_id is not None:
+                db.execute("INSERT INTO run_steps VALUES(?,?,?,?,?)",
+                           (self.run_id, rec.node, status, rec.seconds, json.dumps(reasons or [])))
+        self._texts_known.update(h for h, _ in new_texts)
         if self._rows is not None:
             self._rows[rec.node] = (row[0], row[1], row[6], row[7], row[5])
 
