@@ -70,6 +70,17 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
          check: bool, as_json: bool, quiet: bool) -> None:
     """datamake: Make for data. Builds TARGET (default: the first rule) and exactly the
     stale part of the pipeline it needs."""
+    sys.exit(run(args, file=file, directory=directory, dry_run=dry_run, question=question,
+                 always_make=always_make, force=force, keep_going=keep_going,
+                 explain=explain, list_=list_, dag=dag, dag_format=dag_format,
+                 output=output, check=check, as_json=as_json, quiet=quiet))
+
+
+def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: bool,
+        question: bool, always_make: bool, force: tuple[str, ...], keep_going: bool,
+        explain: bool, list_: bool, dag: bool, dag_format: str, output: str | None,
+        check: bool, as_json: bool, quiet: bool) -> int:
+    """The command line's work; returns the exit code."""
     from .reporter import JsonReporter, LiveReporter, Reporter
 
     if as_json:
@@ -78,7 +89,6 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
         reporter = LiveReporter(quiet=quiet)
     else:
         reporter = Reporter(quiet=quiet)
-    code = EXIT_OK
     project = None
     try:
         if directory:
@@ -91,13 +101,12 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
 
         project = Project(file, params=overrides)
         if check:
-            code = _check(project, file, reporter, as_json)
-            return
-        if project.parsed and project.warnings and not as_json:
+            return _check(project, file, reporter, as_json)
+        if project.warnings and not as_json and not quiet:
             reporter.diagnostics(project.warnings)
         if list_:
-            code = _list(project, reporter, as_json)
-            return
+            return _list(project, reporter, as_json)
+        asked = list(targets)
         targets = project.resolve_targets(targets)
         for name in force:
             if project.graph.producer.get(name) is None and name not in project.graph.rules:
@@ -119,40 +128,39 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
                     f.write(text)
             else:
                 reporter.print(text)
-            return
+            return EXIT_OK
         if explain:
             from .explain import explain_build
 
             result = build(project, targets, _quiet(), dry_run=True, forced=forced,
                            always=always_make)
             explain_build(project, result, reporter, as_json)
-            return
+            return EXIT_FAILED if result.failed else EXIT_OK
         if question or dry_run:
-            result = build(project, targets, _quiet() if question else reporter, dry_run=True,
-                           forced=forced, always=always_make)
+            result = build(project, targets, _quiet() if question else reporter,
+                           dry_run=True, forced=forced, always=always_make)
             if as_json:
                 from .reporter import plan_json
 
                 reporter.document(plan_json(result))  # type: ignore[attr-defined]
             elif dry_run:
                 reporter.finish(result)
-            code = EXIT_FAILED if (result.work or result.failed) and question else (
-                EXIT_FAILED if result.failed else EXIT_OK)
-            return
+            if result.failed or (question and result.work):
+                return EXIT_FAILED
+            return EXIT_OK
         result = build(project, targets, reporter, keep_going=keep_going, forced=forced,
                        always=always_make, argv=sys.argv)
-        reporter.finish(result, _resume(file, directory, targets, raw))
-        code = EXIT_OK if result.ok else EXIT_FAILED
+        reporter.finish(result, _resume(file, directory, asked, raw))
+        return EXIT_OK if result.ok else EXIT_FAILED
     except DatamakeError as e:
         reporter.error(e)
-        code = e.exit_code
+        return e.exit_code
     except KeyboardInterrupt:
         reporter.note("interrupted; the outputs of every finished step are kept")
-        code = EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED
     finally:
         if project is not None:
             project.close()
-    sys.exit(code)
 
 
 def entry() -> None:
@@ -165,7 +173,7 @@ def entry() -> None:
     from . import recipe
 
     try:
-        main.main(standalone_mode=True)
+        main.main(prog_name="datamake", standalone_mode=True)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not recipe.user_code_ran():

@@ -321,6 +321,7 @@ class _Checker:
                 self.warnings.append(Diagnostic(
                     "warning", f"dataset `{d.name}` is neither read nor written by any rule",
                     d.span, help="remove it, or use it as a rule's input or output"))
+        self.warnings.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
         return g, self.warnings
 
     def check_uses(self, r: "model.Rule", names: set[str], py_defs: set[str]) -> None:

@@ -96,71 +96,121 @@ def _describe(tok_type: str) -> str:
     return _TOKEN_NAMES.get(tok_type, f"`{tok_type.lower()}`")
 
 
+def _unclosed_param(lines: list[str], line: int, path: str) -> Diagnostic | None:
+    """A parameter value above `line` whose bracket was never closed (its continuation
+    lines were not indented, so the value ended early)."""
+    start = line - 1
+    while start >= 1 and not lines[start - 1].startswith("param "):
+        start -= 1
+    if start < 1:
+        return None
+    first = lines[start - 1]
+    name = first.split()[1] if len(first.split()) > 1 else "?"
+    eq = first.find("=")
+    if eq < 0:
+        return None
+    stack: list[tuple[str, int, int]] = []
+    quote = None
+    for n in range(start, line):
+        text = lines[n - 1]
+        for c, ch in enumerate(text, 1):
+            if n == start and c <= eq:
+                continue
+            if quote:
+                if ch == quote:
+                    quote = None
+            elif ch in "\"'":
+                quote = ch
+            elif ch == "#":
+                break
+            elif ch in "([{":
+                stack.append((ch, n, c))
+            elif ch in ")]}" and stack:
+                stack.pop()
+    if not stack:
+        return None
+    ch, n, c = stack[0]
+    return Diagnostic("error", f"`{ch}` is never closed in the value of parameter `{name}`",
+                      Span(path, n, c, n, c + 1),
+                      help="indent the continuation lines of a value that spans lines")
+
+
 def _syntax_diagnostic(e, text: str, path: str) -> Diagnostic:
     import lark
 
     lines = text.split("\n")
-    line, col = e.line, e.column
     if isinstance(e, lark.exceptions.UnexpectedCharacters):
+        line, col = e.line, e.column
+        unclosed = _unclosed_param(lines, line, path)
+        if unclosed is not None:
+            return unclosed
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
-        span = Span(path, line, col, line, col + 1)
         src = lines[line - 1] if 0 < line <= len(lines) else ""
         if not src[:col - 1].strip() and col > 1:
             return Diagnostic("error", "unexpected indentation", Span(path, line, 1, line, col),
                               help="only a recipe (right below its rule) or a `python:` "
                                    "block is indented")
-        return Diagnostic("error", f"unexpected character `{ch}`", span,
+        return Diagnostic("error", f"unexpected character `{ch}`",
+                          Span(path, line, col, line, col + 1),
                           help="names are Python identifiers; locations go in quotes")
     tok = e.token
-    expected = set(getattr(e, "expected", ()) or ())
-    tok_type = tok.type
-    if tok_type == "$END":
-        line = len(lines) - 1 if len(lines) > 1 else 1
+    expected = {t for t in (getattr(e, "expected", ()) or ()) if not t.startswith("__")}
+    kind, value = tok.type, str(tok)
+    if kind == "$END":
+        line = max(1, len(lines) - 1)
         col = len(lines[line - 1]) + 1
-        span = Span(path, line, col, line, col + 1)
-        found = "the end of the file"
+        width, found = 1, "the end of the file"
+    elif kind == "_NL" or (kind in ("BODY", "PYEXPR") and value.startswith("\n")):
+        line, col, width, found = tok.line, tok.column, 1, "the end of the line"
+    elif kind == "BODY":
+        skip = len(value) - len(value.lstrip("\n \t"))
+        line = tok.line + value.count("\n", 0, skip)
+        col, width, found = 1, 1, "an indented block"
     else:
-        width = max(1, len(str(tok).split("\n")[0]))
-        if tok_type in ("_NL", "BODY"):
-            width = 1
-        if tok_type == "PYEXPR":
-            stripped = str(tok).split("\n")[0]
-            lead = len(stripped) - len(stripped.lstrip())
-            col += lead
-            width = max(1, len(stripped.strip()))
-        span = Span(path, tok.line, col, tok.line, col + width)
-        found = "the end of the line" if tok_type == "_NL" else (
-            "an indented block" if tok_type == "BODY" else f"`{str(tok).strip().split(chr(10))[0]}`")
-    src = lines[tok.line - 1] if tok_type != "$END" and 0 < tok.line <= len(lines) else ""
+        first = value.split("\n")[0]
+        lead = len(first) - len(first.lstrip())
+        line, col = tok.line, tok.column + lead
+        width = max(1, len(first.strip()))
+        found = f"`{first.strip()}`"
+    if tok.line and kind != "$END":
+        unclosed = _unclosed_param(lines, tok.line, path)
+        if unclosed is not None and kind not in ("_NL",):
+            return unclosed
+    span = Span(path, line, col, line, col + width)
+    src = lines[line - 1] if 0 < line <= len(lines) else ""
     head = src.split()[0] if src.split() else ""
 
-    if tok_type == "BODY":
-        return Diagnostic("error", "unexpected indented block", Span(path, tok.line + str(tok).count("\n", 0, len(str(tok)) - len(str(tok).lstrip())), 1, tok.line, 2),
+    if kind == "BODY" and found == "an indented block":
+        return Diagnostic("error", "unexpected indented block", span,
                           help="an indented block must follow a rule (`OUT: IN`) or `python:`")
-    if "COLON" in expected and head not in _KEYWORDS:
-        return Diagnostic("error", f"expected `:` after the outputs of a rule, found {found}", span,
-                          help="a rule is written `OUTPUTS: INPUTS`, e.g. "
-                               "`model_input: companies shuttles`")
+    if "COLON" in expected and head.rstrip(":") not in _KEYWORDS:
+        return Diagnostic("error", f"expected `:` after the outputs of a rule, found {found}",
+                          span, help="a rule is written `OUTPUTS: INPUTS`, e.g. "
+                                     "`model_input: companies shuttles`")
     if expected == {"EQUAL"}:
+        if head == "param":
+            hint = "write `param NAME = VALUE`"
+        else:
+            hint = 'write `dataset NAME = "LOCATION"`'
         what = "parameter" if head == "param" else "dataset"
         return Diagnostic("error", f"expected `=` after the {what} name, found {found}", span,
-                          help=f"write `{head} NAME = {'VALUE' if head == 'param' else chr(34) + 'LOCATION' + chr(34)}`")
+                          help=hint)
     if "STRING" in expected and head in ("dataset", "params", "include", "cache"):
-        shown = str(tok).strip().split("\n")[0]
-        hint = (f"put it in quotes: `\"{shown}\"`" if tok_type in ("PYEXPR", "NAME") and shown
+        shown = value.strip().split("\n")[0]
+        hint = (f'put it in quotes: `"{shown}"`' if kind in ("PYEXPR", "NAME") and shown
                 else "put the file name or URL in quotes")
         return Diagnostic("error", f"expected a quoted location, found {found}", span, help=hint)
-    if expected == {"NAME"} and tok_type in ("_NL", "$END", "RSQB") and "[" in src:
+    if expected == {"NAME"} and "[" in src and kind in ("_NL", "$END", "RSQB", "BODY"):
         return Diagnostic("error", f"expected a partition key name, found {found}", span,
                           help="a partition is written `name[key]`")
-    if tok_type == "COLON" and head == "python":
-        pass
-    if tok_type in ("COLON",) and head in _KEYWORDS:
-        return Diagnostic("error", f"`{head}` is a keyword and cannot name a rule's output",
-                          Span(path, tok.line, 1, tok.line, 1 + len(head)),
+    if kind == "COLON" and head.rstrip(":") in _KEYWORDS:
+        word = head.rstrip(":")
+        return Diagnostic("error", f"`{word}` is a keyword and cannot name a rule's output",
+                          Span(path, tok.line, 1, tok.line, 1 + len(word)),
                           help="choose another name")
-    exp = sorted(_describe(t) for t in expected if not t.startswith("__"))
-    listed = ", ".join(exp[:-1]) + (" or " if len(exp) > 1 else "") + exp[-1] if exp else "something else"
+    exp = sorted(_describe(t) for t in expected)
+    listed = (", ".join(exp[:-1]) + (" or " if len(exp) > 1 else "") + exp[-1]) if exp \
+        else "something else"
     return Diagnostic("error", f"unexpected {found}", span, help=f"expected {listed}")
 
 

@@ -111,6 +111,7 @@ class Project:
                 return None
             restamp = True
         g: graph_mod.Graph = data["graph"]
+        self.warnings = data.get("warnings", [])
         self._sources = data["sources"]
         self._sources_digest = data["sources_digest"]
         if any(local_stamp(p) != s for p, s in data["modules"]):
@@ -194,7 +195,8 @@ class Project:
             self.state_dir.mkdir(exist_ok=True)
             _atomic_pickle(self.state_dir / GRAPH_CACHE, {
                 "key": self._cache_key(), "sources": self._sources, "modules": modules,
-                "sources_digest": self._sources_digest, "graph": g})
+                "sources_digest": self._sources_digest, "graph": g,
+                "warnings": self.warnings})
         except OSError:
             pass
 

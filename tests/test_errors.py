@@ -1,0 +1,201 @@
+"""Bad input gets `FILE:LINE:COL: error: ...`, the source line, a caret and a hint:
+the whole rendered message is compared, and the exit code is 2."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+CASES = {
+    "syntax error": (
+        """
+        dataset raw = "raw.csv"
+        clean raw
+            raw
+        """,
+        """
+        Datafile:2:10: error: expected `:` after the outputs of a rule, found the end of the line
+          |
+        2 | clean raw
+          |          ^
+        help: a rule is written `OUTPUTS: INPUTS`, e.g. `model_input: companies shuttles`
+        """),
+    "tab in indentation": (
+        'dataset raw = "raw.csv"\nclean: raw\n\traw.dropna()\n',
+        """
+        Datafile:3:1: error: tab in indentation
+          |
+        3 |  raw.dropna()
+          | ^
+        help: indent with spaces: recipes are Python, and Python blocks in a Datafile are indented with spaces (not tabs as in Make)
+        """),
+    "unknown name": (
+        """
+        dataset clean_shuttles = "clean.csv"
+        model_input: clean_shutles
+            clean_shutles
+        """,
+        """
+        Datafile:2:14: error: unknown name `clean_shutles`
+          |
+        2 | model_input: clean_shutles
+          |              ^^^^^^^^^^^^^
+        help: did you mean `clean_shuttles`?
+        """),
+    "cycle": (
+        """
+        a: c
+            c + 1
+        b: a
+            a + 1
+        c: b
+            b + 1
+        """,
+        """
+        Datafile:3:4: error: cycle: `a` -> `c` -> `b` -> `a`
+          |
+        3 | b: a
+          |    ^
+        help: a rule cannot depend, directly or not, on its own output; break the loop
+        """),
+    "two rules for one output": (
+        """
+        param n = 1
+        total: n
+            n + 1
+
+        total: n
+            n + 2
+        """,
+        """
+        Datafile:5:1: error: two rules write `total`
+          |
+        5 | total: n
+          | ^^^^^
+        note: `total` is also written by the rule at Datafile:2:1
+        help: each output has exactly one rule; rename one of them
+        """),
+    "undeclared name in a recipe": (
+        """
+        param test_size = 0.2
+        dataset raw = "raw.csv"
+        split: raw
+            raw.sample(frac=test_size)
+        """,
+        """
+        Datafile:4:21: error: the recipe of `split` uses `test_size`, which is not one of its inputs
+          |
+        4 |     raw.sample(frac=test_size)
+          |                     ^^^^^^^^^
+        help: add `test_size` to the inputs: `split: raw test_size`
+        """),
+    "python syntax error in a recipe": (
+        """
+        dataset raw = "raw.csv"
+        clean: raw
+            rows = [r for r in raw
+            len(rows)
+        """,
+        """
+        Datafile:3:12: error: Python syntax error in the recipe of `clean`: '[' was never closed
+          |
+        3 |     rows = [r for r in raw
+          |            ^
+        """),
+    "parameter that is not a literal": (
+        "param when = datetime.now()\n",
+        """
+        Datafile:1:14: error: the value of parameter `when` is not a Python literal
+          |
+        1 | param when = datetime.now()
+          |              ^^^^^^^^^^^^^^
+        help: use numbers, strings, lists, dicts, tuples, booleans or None; compute anything else in a rule
+        """),
+    "unquoted location": (
+        "dataset raw = data/raw.csv\n",
+        """
+        Datafile:1:15: error: expected a quoted location, found `data/raw.csv`
+          |
+        1 | dataset raw = data/raw.csv
+          |               ^^^^^^^^^^^^
+        help: put it in quotes: `"data/raw.csv"`
+        """),
+    "continuation line of a parameter not indented": (
+        "param features = [\n\"a\",\n]\n",
+        """
+        Datafile:1:18: error: `[` is never closed in the value of parameter `features`
+          |
+        1 | param features = [
+          |                  ^
+        help: indent the continuation lines of a value that spans lines
+        """),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_rendered_error(proj, case):
+    datafile, expected = CASES[case]
+    proj.write("Datafile", datafile)
+    r = proj.run()
+    assert r.code == 2
+    assert r.out == ""
+    assert r.err == textwrap.dedent(expected).lstrip("\n")
+    # --check reports the same, without running anything.
+    r2 = proj.run("--check")
+    assert (r2.code, r2.err) == (2, r.err)
+
+
+def test_several_errors_are_all_reported(proj):
+    proj.write("Datafile", """
+        a: nope
+            nope
+        b: nada
+            nada
+    """)
+    r = proj.run()
+    assert r.code == 2
+    assert r.err.count(": error: unknown name") == 2
+    assert r.err.endswith("datamake: 2 errors\n")
+
+
+def test_command_line_errors_exit_2(proj):
+    proj.write("Datafile", "param size = 1\nout: size\n    size\n")
+    r = proj.run("nothing")
+    assert (r.code, r.err) == (2, "datamake: error: no rule or dataset named `nothing`\n"
+                                  "help: `datamake --list` shows the targets\n")
+    r = proj.run("sizes=2")
+    assert (r.code, r.err) == (2, "datamake: error: unknown parameter `sizes`\n"
+                                  "help: did you mean `size`?\n")
+    r = proj.run("--bogus")
+    assert r.code == 2 and "No such option '--bogus'" in r.err
+    r = proj.run("-f", "Missing")
+    assert (r.code, r.err) == (2, "datamake: error: no Datafile at `Missing`\n"
+                                  "help: create one, or name it with `-f FILE`\n")
+
+
+def test_warnings_for_unused_inputs_and_datasets(proj):
+    proj.write("Datafile", """
+        param n = 1
+        dataset orphan = "orphan.csv"
+        out: n
+            2
+    """)
+    r = proj.run("--check")
+    assert r.code == 0
+    assert r.err == textwrap.dedent("""
+        Datafile:2:9: warning: dataset `orphan` is neither read nor written by any rule
+          |
+        2 | dataset orphan = "orphan.csv"
+          |         ^^^^^^
+        help: remove it, or use it as a rule's input or output
+        Datafile:3:6: warning: the recipe of `out` never uses its input `n`
+          |
+        3 | out: n
+          |      ^
+        help: remove it from the inputs, or use it in the recipe
+        datamake: Datafile: no errors, 2 warnings
+    """).lstrip("\n")
+    # Builds show them too (from the cache: the Datafile is not parsed again).
+    assert r.err.split("datamake: Datafile")[0] in proj.run().err
+    assert r.err.split("datamake: Datafile")[0] in proj.run().err
+    assert proj.run("--quiet").err == ""
