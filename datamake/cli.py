@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import sys
 from typing import Any
 
@@ -190,6 +189,8 @@ def _quiet():
 
 
 def _resume(file: str, directory: str | None, targets: list[str], raw: list[str]) -> str:
+    import shlex
+
     parts = ["datamake"]
     if directory:
         parts += ["-C", directory]

@@ -4,6 +4,7 @@ changed, and where early cutoff is expected to stop the rebuild."""
 from __future__ import annotations
 
 import difflib
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from .hashing import hash_text
@@ -16,9 +17,10 @@ if TYPE_CHECKING:
 
 
 def _diff(old: str, new: str, old_name: str, new_name: str) -> list[str]:
-    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), old_name, new_name,
-                                      lineterm="", n=1))
-    return lines
+    """A unified diff of two code texts, each dedented."""
+    return list(difflib.unified_diff(textwrap.dedent(old).strip("\n").splitlines(),
+                                     textwrap.dedent(new).strip("\n").splitlines(),
+                                     old_name, new_name, lineterm="", n=1))
 
 
 def _recipe_lines(project: "Project", step: str, r: Reason) -> list[str]:
@@ -32,7 +34,7 @@ def _recipe_lines(project: "Project", step: str, r: Reason) -> list[str]:
             d = _diff(old_text, recipe.text, "before", "now")
             if d:
                 out.append("the recipe changed:")
-                out.extend("    " + ln for ln in d)
+                out.extend("  " + ln for ln in d)
     old_code: dict[str, str] = detail.get("code", {})
     new_code = project.graph.code_deps.get(step, {})
     for label in sorted(set(old_code) | set(new_code)):
@@ -49,7 +51,7 @@ def _recipe_lines(project: "Project", step: str, r: Reason) -> list[str]:
             old_text = project.state.text(o)
             new_text = project.code_texts.get(n)
             if old_text is not None and new_text is not None:
-                out.extend("    " + ln for ln in _diff(old_text, new_text, "before", "now"))
+                out.extend("  " + ln for ln in _diff(old_text, new_text, "before", "now"))
     if not out:
         out.append("the recipe's code or its outputs' formats changed")
     return out

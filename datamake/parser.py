@@ -195,6 +195,12 @@ def _syntax_diagnostic(e, text: str, path: str) -> Diagnostic:
         what = "parameter" if head == "param" else "dataset"
         return Diagnostic("error", f"expected `=` after the {what} name, found {found}", span,
                           help=hint)
+    word = head.split(":")[0]
+    if word in _KEYWORDS and (kind == "COLON" or value.lstrip().startswith(":")
+                              or head.endswith(":")) and word != "python":
+        return Diagnostic("error", f"`{word}` is a keyword and cannot name a rule's output",
+                          Span(path, line, 1, line, 1 + len(word)),
+                          help="choose another name")
     if "STRING" in expected and head in ("dataset", "params", "include", "cache"):
         shown = value.strip().split("\n")[0]
         hint = (f'put it in quotes: `"{shown}"`' if kind in ("PYEXPR", "NAME") and shown
@@ -203,11 +209,6 @@ def _syntax_diagnostic(e, text: str, path: str) -> Diagnostic:
     if expected == {"NAME"} and "[" in src and kind in ("_NL", "$END", "RSQB", "BODY"):
         return Diagnostic("error", f"expected a partition key name, found {found}", span,
                           help="a partition is written `name[key]`")
-    if kind == "COLON" and head.rstrip(":") in _KEYWORDS:
-        word = head.rstrip(":")
-        return Diagnostic("error", f"`{word}` is a keyword and cannot name a rule's output",
-                          Span(path, tok.line, 1, tok.line, 1 + len(word)),
-                          help="choose another name")
     exp = sorted(_describe(t) for t in expected)
     listed = (", ".join(exp[:-1]) + (" or " if len(exp) > 1 else "") + exp[-1]) if exp \
         else "something else"

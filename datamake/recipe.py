@@ -11,9 +11,10 @@ import os
 import sys
 import types
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from . import model
+if TYPE_CHECKING:
+    from . import model
 
 MODULE = "__datafile__"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -145,7 +146,7 @@ class RecipeInfo(NamedTuple):
     code: bytes  # marshalled function (python recipes)
 
 
-def recipe_info(rule: model.Rule) -> RecipeInfo:
+def recipe_info(rule: "model.Rule") -> RecipeInfo:
     r = rule.recipe
     assert r is not None
     return RecipeInfo(r.kind, r.text, r.line, rule.span.line, r.generator, r.args, r.code)

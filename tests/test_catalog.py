@@ -1,0 +1,173 @@
+"""The catalog: every format of SPEC section 4 round-trips, writes are atomic, options
+reach the reader and the writer, and plugins come through entry points."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import textwrap
+
+import pytest
+
+from datamake.catalog import Catalog
+from datamake.errors import CatalogError
+from datamake.graph import DatasetInfo
+
+
+def catalog(root, **locations):
+    infos = {}
+    for name, spec in locations.items():
+        loc, fmt, opts = (spec + (None, ()))[:3] if isinstance(spec, tuple) else (spec, None, ())
+        infos[name] = DatasetInfo(name, loc, fmt, tuple(opts or ()), False, True)
+    return Catalog(root, infos, env={"DATA": "lake"})
+
+
+def save(cat, name, value):
+    return cat.commit(cat.write(name, value))
+
+
+def test_tables_round_trip(tmp_path):
+    import pandas as pd
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    cat = catalog(tmp_path, c="t.csv", p="t.parquet", x="t.xlsx")
+    for name in "cpx":
+        save(cat, name, frame)
+        back = cat.load(name)
+        assert back.equals(frame), name
+    assert (tmp_path / "t.csv").read_text() == "a,b\n1,x\n2,y\n"  # no index by default
+
+
+def test_csv_options_go_to_reader_and_writer(tmp_path):
+    import pandas as pd
+    cat = catalog(tmp_path, c=("t.csv", "csv", (("sep", ";"), ("index", False))))
+    save(cat, "c", pd.DataFrame({"a": [1], "b": [2]}))
+    assert (tmp_path / "t.csv").read_text() == "a;b\n1;2\n"
+    assert list(cat.load("c").columns) == ["a", "b"]
+    bad = catalog(tmp_path, c=("t.csv", "csv", (("nonsense", 1),)))
+    with pytest.raises(CatalogError, match="format `csv` has no option `nonsense`"):
+        bad.load("c")
+
+
+def test_objects_text_and_bytes_round_trip(tmp_path):
+    cat = catalog(tmp_path, j="o.json", y="o.yml", k="o.pkl", t="o.md", h="o.html", b=("o.dat", "bytes"))
+    value = {"a": [1, 2.5, None], "b": "é"}
+    for name in "jyk":
+        save(cat, name, value)
+        assert cat.load(name) == value
+    save(cat, "t", "# Title\n")
+    assert cat.load("t") == "# Title\n"
+    save(cat, "h", "<p>hi</p>")
+    assert cat.load("h") == "<p>hi</p>"
+    save(cat, "b", b"\x00\x01")
+    assert cat.load("b") == b"\x00\x01"
+    with pytest.raises(CatalogError, match="a text dataset stores a str, not `int`"):
+        cat.write("t", 3)
+
+
+def test_figures_as_images_and_html(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cat = catalog(tmp_path, png="f.png", svg="f.svg", page="f.html")
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    save(cat, "png", fig)
+    assert cat.load("png")[:8] == b"\x89PNG\r\n\x1a\n"
+    save(cat, "svg", fig)
+    assert b"<svg" in cat.load("svg")
+    save(cat, "page", fig)
+    assert "data:image/png;base64," in cat.load("page")
+
+
+def test_reports_render_self_contained(tmp_path):
+    import pandas as pd
+    from datamake import Report
+
+    r = Report("Demo").text("Some **bold** words.").metric("r2", 0.9312345).metric("rows", 1200)
+    r.table(pd.DataFrame({"a": range(100)}), "Numbers", max_rows=5)
+    html = r.to_html()
+    assert "<strong>bold</strong>" in html and "0.9312" in html and "1,200" in html
+    assert "first 5 of 100 rows" in html
+    assert json.loads(html.split('id="datamake-metrics">')[1].split("</script>")[0]) == {
+        "r2": 0.9312345, "rows": 1200}
+    assert "http://" not in html and "https://" not in html
+
+
+def test_writes_are_atomic(tmp_path):
+    cat = catalog(tmp_path, k="obj.pkl", j="obj.json")
+    save(cat, "j", {"v": 1})
+
+    class Unserialisable:
+        pass
+
+    with pytest.raises(CatalogError):
+        cat.write("j", {"v": Unserialisable()})
+    assert json.loads((tmp_path / "obj.json").read_text()) == {"v": 1}  # untouched
+    pending = cat.write("j", {"v": 2})
+    assert json.loads((tmp_path / "obj.json").read_text()) == {"v": 1}  # not yet visible
+    cat.commit(pending)
+    assert cat.load("j") == {"v": 2}
+    assert os.listdir(tmp_path / ".datamake" / "tmp") == []  # no temporary left behind
+
+
+def test_locations_env_memory_and_file_urls(tmp_path):
+    cat = catalog(tmp_path, e="${DATA}/x.json", m="memory://dm-test/x.json",
+                  f=f"file://{tmp_path}/f.json", missing="${NOPE}/x.json")
+    assert cat.location("e").url == str(tmp_path / "lake" / "x.json")
+    save(cat, "m", [1, 2])
+    assert cat.load("m") == [1, 2]
+    assert cat.stamp("m") is not None and len(cat.digest("m")) == 32
+    save(cat, "f", {"ok": True})
+    assert json.loads((tmp_path / "f.json").read_text()) == {"ok": True}
+    with pytest.raises(CatalogError, match="environment variable `NOPE` is not set"):
+        cat.location("missing")
+
+
+def test_stamps_and_digests(tmp_path):
+    cat = catalog(tmp_path, t="t.txt", d=("folder", "path"))
+    assert cat.stamp("t") is None
+    save(cat, "t", "abc")
+    s1, d1 = cat.stamp("t"), cat.digest("t")
+    os.utime(tmp_path / "t.txt", (1, 1))
+    assert cat.stamp("t") != s1 and cat.digest("t") == d1  # touched: same content
+    (tmp_path / "folder" / "sub").mkdir(parents=True)
+    (tmp_path / "folder" / "sub" / "a").write_text("1")
+    d_before = cat.digest("d")
+    (tmp_path / "folder" / "sub" / "a").write_text("2")
+    assert cat.digest("d") != d_before
+
+
+def test_format_plugins_come_from_entry_points(tmp_path, proj):
+    """A package declaring `datamake.formats` adds a format, found by name or extension."""
+    site = tmp_path / "site"
+    (site / "upperfmt").mkdir(parents=True)
+    (site / "upperfmt" / "__init__.py").write_text(textwrap.dedent("""
+        class Upper:
+            extensions = (".up",)
+            def load(self, f, options):
+                return f.read().decode().lower()
+            def save(self, value, f, options):
+                f.write(value.upper().encode())
+    """))
+    dist = site / "upperfmt-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: upperfmt\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[datamake.formats]\nupper = upperfmt:Upper\n")
+    proj.write("Datafile", """
+        dataset shout = "out/shout.up"
+        dataset whisper = "out/whisper.txt"
+        shout:
+            "hello"
+        whisper: shout
+            shout + "!"
+    """)
+    from conftest import clean_env
+
+    env = clean_env(PYTHONPATH=str(site))
+    r = proj.run("whisper", env=env)
+    assert r.code == 0, r.err
+    assert proj.read("out/shout.up") == "HELLO"
+    assert proj.read("out/whisper.txt") == "hello!"

@@ -1,0 +1,138 @@
+"""State in .datamake/: recorded per finished step, consistent after kill -9 or Ctrl-C,
+locked against a second build, schema-versioned."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from conftest import clean_env
+
+SLOW = """
+    dataset a = "out/a.txt"
+    dataset b = "out/b.txt"
+    dataset c = "out/c.txt"
+
+    python:
+        import os, time
+
+        def log(name):
+            with open("calls.log", "a") as f:
+                f.write(name + "\\n")
+
+    c: b
+        log("c")
+        b + "c"
+
+    b: a
+        log("b")
+        open("b-started", "w").close()
+        time.sleep(float(os.environ.get("B_SECONDS", "0")))
+        a + "b"
+
+    a:
+        log("a")
+        "a"
+"""
+
+
+def calls(proj):
+    p = proj.path("calls.log")
+    return p.read_text().split() if p.exists() else []
+
+
+def start(proj, *args, **env):
+    return subprocess.Popen([sys.executable, "-m", "datamake", *args], cwd=proj.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env(**env))
+
+
+def wait_for(path, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_kill_9_mid_build_keeps_finished_steps(proj):
+    proj.write("Datafile", SLOW)
+    p = start(proj, B_SECONDS="30")
+    wait_for(proj.path("b-started"))
+    p.kill()  # SIGKILL: no chance to clean up
+    p.wait()
+    assert calls(proj) == ["a", "b"]
+    assert not proj.path("out/b.txt").exists()
+    # The next run keeps `a` (recorded as it finished) and redoes the rest.
+    assert proj.built() == ["b", "c"]
+    assert calls(proj) == ["a", "b", "b", "c"]
+    assert proj.read("out/c.txt") == "abc"
+    assert os.listdir(proj.path(".datamake/tmp")) == []  # leftovers were cleaned
+    assert proj.built() == []
+
+
+def test_ctrl_c_exits_130_and_keeps_finished_steps(proj):
+    proj.write("Datafile", SLOW)
+    p = start(proj, B_SECONDS="30")
+    wait_for(proj.path("b-started"))
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    assert proj.built() == ["b", "c"]
+    assert calls(proj) == ["a", "b", "b", "c"]
+
+
+def test_a_second_build_waits_for_the_first(proj):
+    proj.write("Datafile", SLOW)
+    first = start(proj, B_SECONDS="2")
+    wait_for(proj.path("b-started"))
+    second = start(proj, "--json")
+    out2, err2 = second.communicate(timeout=60)
+    out1, err1 = first.communicate(timeout=60)
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert f"waiting for another datamake (pid {first.pid})" in err2
+    assert calls(proj) == ["a", "b", "c"]  # the second found it all done
+    import json
+
+    assert json.loads(out2)["built"] == []
+
+
+def test_state_of_another_schema_says_how_to_start_over(proj):
+    proj.write("Datafile", SLOW)
+    proj.built()
+    db = sqlite3.connect(proj.path(".datamake/state.db"))
+    db.execute("UPDATE meta SET value='999' WHERE key='schema'")
+    db.commit()
+    db.close()
+    r = proj.run()
+    assert r.code == 2
+    assert r.err == ("datamake: error: `" + str(proj.path(".datamake/state.db")) +
+                     "` was written by another version of datamake (state schema 999, "
+                     "this one reads 1)\nhelp: delete `" + str(proj.path(".datamake")) +
+                     "` to start over: the next build rebuilds what it cannot verify\n")
+
+
+def test_corrupt_state_is_reported_not_a_traceback(proj):
+    proj.write("Datafile", SLOW)
+    proj.built()
+    for suffix in ("", "-wal", "-shm"):
+        p = proj.path(f".datamake/state.db{suffix}")
+        if p.exists():
+            p.write_bytes(b"this is not a database" * 100)
+    r = proj.run()
+    assert r.code == 2
+    assert "Traceback" not in r.err
+    assert "to start over" in r.err
+
+
+def test_run_history_is_recorded(proj):
+    proj.write("Datafile", SLOW)
+    proj.built()
+    db = sqlite3.connect(proj.path(".datamake/state.db"))
+    runs = db.execute("SELECT status, versions FROM runs").fetchall()
+    steps = db.execute("SELECT node, status FROM run_steps ORDER BY rowid").fetchall()
+    assert runs[0][0] == "ok" and '"python"' in runs[0][1]
+    assert steps == [("a", "built"), ("b", "built"), ("c", "built")]
