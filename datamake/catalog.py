@@ -13,7 +13,8 @@ import re
 import time
 from stat import S_ISDIR
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from . import formats
 from .errors import CatalogError
@@ -116,6 +117,7 @@ class Catalog:
         self.env = os.environ if env is None else env
         self._root = str(self.root)
         self._plain: dict[str, Location] = dict(resolved or {})
+        self._listings: dict[str, dict[str, str]] = {}
         self._keyed: dict[tuple[str, str], Location] = {}
         self._fs: dict[str, Any] = {}
         self._tmp_dev: int | None = None
@@ -147,7 +149,7 @@ class Catalog:
                 raise CatalogError(f"dataset `{name}`: environment variable `{e.args[0]}` is not set",
                                    help=f"set it, e.g. `export {e.args[0]}=...`") from None
         if key is not None:
-            raw = re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*\}", lambda m: key, raw, count=1)
+            raw = self._fill(name, raw, key)
         if raw.startswith("file://"):
             raw = raw[len("file://"):]
         local = "://" not in raw or not _URL.match(raw)
@@ -172,6 +174,88 @@ class Catalog:
             options.setdefault("ext", ext)
         return Location(name, url, local, fmt, options)
 
+    def _fill(self, name: str, raw: str, key: str) -> str:
+        """The location of partition `key`: its "/"-separated parts fill the placeholders."""
+        names = list(dict.fromkeys(placeholders(raw)))
+        parts = key.split("/") if len(names) > 1 else [key]
+        if len(parts) != len(names) or any(p in ("", ".", "..") or "/" in p for p in parts):
+            raise CatalogError(f"`{key}` is not a partition key of `{name}`",
+                               help=f"its location has {len(names)} placeholder(s); a key "
+                                    f"has as many non-empty parts, joined by `/`")
+        values = dict(zip(names, parts))
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], raw)
+
+    def is_partitioned(self, name: str) -> bool:
+        info = self.datasets.get(name)
+        return bool(info and info.placeholders)
+
+    def partitions(self, name: str) -> dict[str, str]:
+        """key -> stamp of every stored partition of `name`, from one listing of the
+        folder (or object prefix) above its first placeholder."""
+        listed = self._listings.get(name)
+        if listed is not None:
+            return listed
+        info = self.datasets[name]
+        raw = info.location
+        if "${" in raw:
+            raw = expand_env(raw, self.env)
+        if raw.startswith("file://"):
+            raw = raw[len("file://"):]
+        local = "://" not in raw or not _URL.match(raw)
+        if local:
+            raw = os.path.normpath(os.path.join(self._root, os.path.expanduser(raw)))
+        first = _PLACEHOLDER.search(raw)
+        assert first is not None
+        base = raw[: raw.rfind("/", 0, first.start()) + 1]
+        rest = raw[len(base):]
+        pattern = re.compile(_pattern_regex(rest) + r"\Z")
+        names = list(dict.fromkeys(placeholders(rest)))
+        folders = info.format == formats.PATH
+        found: dict[str, str] = {}
+        if local:
+            for rel, st in _walk(base, "/" in rest, folders):
+                m = pattern.match(rel)
+                if m and ".datamake-tmp-" not in rel:
+                    found["/".join(m.group(n) for n in names)] = \
+                        f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+        else:
+            fs = self.fs(raw)
+            proto = raw.split("://", 1)[0]
+            bare = raw.split("://", 1)[1]
+            bare_base = bare[: len(base) - len(proto) - 3]
+            try:
+                entries = fs.find(bare_base, detail=True, withdirs=folders)
+            except FileNotFoundError:
+                entries = {}
+            except Exception as e:
+                raise self._storage_error(Location(name, raw, False, "", {}), e) from None
+            for path, inf in entries.items():
+                rel = path[len(bare_base):] if path.startswith(bare_base) else None
+                m = pattern.match(rel) if rel is not None else None
+                if m:
+                    found["/".join(m.group(n) for n in names)] = _remote_stamp(inf)
+        self._listings[name] = found
+        return found
+
+    def remove(self, name: str, key: str | None = None) -> None:
+        """Delete a stored dataset or partition (its rule no longer produces it)."""
+        import shutil
+
+        loc = self.location(name, key)
+        try:
+            if loc.local:
+                if os.path.isdir(loc.url):
+                    shutil.rmtree(loc.url)
+                else:
+                    os.unlink(loc.url)
+            else:
+                self.fs(loc.url).rm(loc.url, recursive=True)
+        except FileNotFoundError:
+            pass
+        listed = self._listings.get(name)
+        if listed is not None and key is not None:
+            listed.pop(key, None)
+
     def fs(self, url: str):
         """The fsspec filesystem for a URL (imported on first use)."""
         protocol = url.split("://", 1)[0]
@@ -186,6 +270,12 @@ class Catalog:
 
     def stamp(self, name: str, key: str | None = None) -> str | None:
         """A change token for the stored dataset, or None when it does not exist."""
+        if key is not None:
+            listed = self._listings.get(name)
+            if listed is None and self.is_partitioned(name):
+                listed = self.partitions(name)
+            if listed is not None:
+                return listed.get(key)
         loc = self.location(name, key)
         if loc.local:
             return local_stamp(loc.url)
@@ -195,9 +285,7 @@ class Catalog:
             return None
         except Exception as e:
             raise self._storage_error(loc, e) from None
-        token = info.get("ETag") or info.get("etag") or ""
-        when = info.get("LastModified") or info.get("mtime") or info.get("created") or ""
-        return f"r:{token}:{info.get('size')}:{when}"
+        return _remote_stamp(info)
 
     def digest(self, name: str, key: str | None = None) -> str:
         """The content digest of the stored dataset. Raises CatalogError."""
@@ -299,8 +387,16 @@ class Catalog:
             raise
         return pending._replace(digest=hash_file(pending.tmp))
 
-    def commit(self, pending: Pending) -> str:
+    def commit(self, pending: Pending, key: str | None = None) -> str:
         """Move a pending write into place; returns the new stamp."""
+        stamp = self._commit(pending)
+        if key is not None:
+            listed = self._listings.get(pending.name)
+            if listed is not None:
+                listed[key] = stamp
+        return stamp
+
+    def _commit(self, pending: Pending) -> str:
         import shutil
 
         if pending.local:
@@ -326,7 +422,8 @@ class Catalog:
                 os.unlink(pending.tmp)
         except Exception as e:
             raise self._storage_error(self.location(pending.name), e) from None
-        return self.stamp(pending.name) or ""
+        info = self.fs(pending.final).info(pending.final)
+        return _remote_stamp(info)
 
     def discard(self, pending: Pending) -> None:
         """Remove a pending write's temporary file or folder."""
@@ -344,6 +441,60 @@ class Catalog:
         return CatalogError(f"dataset `{loc.name}` at `{loc.url}`: {type(e).__name__}: {e}",
                             help="check the location, the credentials (AWS_* variables) and "
                                  "the endpoint (AWS_ENDPOINT_URL)")
+
+
+_PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def placeholders(location: str) -> list[str]:
+    return _PLACEHOLDER.findall(location)
+
+
+def _pattern_regex(rest: str) -> str:
+    out, seen, pos = [], set(), 0
+    for m in _PLACEHOLDER.finditer(rest):
+        out.append(re.escape(rest[pos:m.start()]))
+        name = m.group(1)
+        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>[^/]+)")
+        seen.add(name)
+        pos = m.end()
+    out.append(re.escape(rest[pos:]))
+    return "".join(out)
+
+
+def _walk(base: str, deep: bool, folders: bool):
+    """(path relative to `base`, stat) of the files (and folders, for `path` datasets)
+    under `base`: one scandir per folder."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            it = os.scandir(os.path.join(base, rel) if rel else base)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for e in it:
+                name = rel + e.name
+                if e.name.startswith("."):
+                    continue
+                try:
+                    is_dir = e.is_dir()
+                    if is_dir and folders:
+                        yield name, e.stat()
+                    if is_dir:
+                        if deep:
+                            stack.append(name + "/")
+                    else:
+                        yield name, e.stat()
+                except FileNotFoundError:
+                    continue
+
+
+def _remote_stamp(info: dict) -> str:
+    """An object's change token: ETag, size and modification time (never its bytes)."""
+    token = info.get("ETag") or info.get("etag") or info.get("md5") or ""
+    when = info.get("LastModified") or info.get("mtime") or info.get("created") or ""
+    return f"r:{token}:{info.get('size')}:{when}"
 
 
 def clean_temps(root: Path) -> None:
@@ -364,3 +515,34 @@ def clean_temps(root: Path) -> None:
                 os.unlink(p)
             except OSError:
                 pass
+
+
+class PartitionMap(Mapping):
+    """A partitioned dataset as a read-only mapping `key -> value` that loads one
+    partition at a time, so the whole never has to fit in memory.
+
+    Iteration is in key order; `len`, `in` and `.keys()` read no data.
+    """
+
+    def __init__(self, catalog: Catalog, name: str, keys):
+        self._catalog = catalog
+        self._name = name
+        self._keys = sorted(keys)
+        self._set = frozenset(self._keys)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._set:
+            raise KeyError(key)
+        return self._catalog.load(self._name, key)
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._set
+
+    def __repr__(self) -> str:
+        return f"<{len(self._keys)} partitions of {self._name}>"

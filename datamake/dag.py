@@ -15,35 +15,54 @@ COLORS = {"fresh": "#9be29b", "stale": "#ffb366", "upstream": "#ffe680",
 
 
 def graph_data(project: "Project", result: "BuildResult") -> dict[str, Any]:
-    """Nodes (steps, source datasets, parameters) and edges, with statuses."""
+    """Nodes (steps, partitions, source datasets, parameters) and edges, with statuses.
+    A pattern rule is one node per partition, named `rule[key]`."""
     g = project.graph
     nodes: dict[str, dict[str, Any]] = {}
     edges: list[dict[str, str]] = []
-    for name, node in g.rules.items():
-        if name not in result.outcomes:
-            continue
-        o = result.outcomes[name]
+    steps_of: dict[str, list[str]] = {}
+    for step in result.outcomes:
+        steps_of.setdefault(step.split("[", 1)[0], []).append(step)
+
+    def source(name: str, key: str | None) -> str:
+        nid = f"{name}[{key}]" if key else name
+        if nid not in nodes:
+            exists = project.catalog.exists(name, key) if key or not project.catalog.is_partitioned(name) \
+                else bool(project.catalog.partitions(name))
+            nodes[nid] = {"id": nid, "kind": "dataset", "status": "source" if exists else "missing",
+                          "description": None}
+        return nid
+
+    def producers(name: str, key: str | None) -> list[str]:
+        prod = g.producer.get(name)
+        if prod is None:
+            return [source(name, key)]
+        if g.rules[prod].key:
+            return [f"{prod}[{key}]"] if key else steps_of.get(prod, [])
+        return [prod]
+
+    def add(step: str, node: Any, key: str | None) -> None:
+        o = result.outcomes[step]
         status = o.status
         if status == "planned":
             status = "upstream" if [r.code for r in o.reasons] == ["upstream"] else "stale"
-        nodes[name] = {"id": name, "kind": "rule", "status": status,
-                       "outputs": list(node.outputs), "description": g.docs.get(name),
+        nodes[step] = {"id": step, "kind": "rule", "status": status,
+                       "outputs": list(node.outputs), "description": g.docs.get(node.name),
                        "reasons": [r.code for r in o.reasons]}
-        for inp in node.inputs:
-            src = g.producer.get(inp)
-            if src is None:
-                if inp not in nodes:
-                    exists = project.catalog.exists(inp)
-                    nodes[inp] = {"id": inp, "kind": "dataset",
-                                  "status": "source" if exists else "missing",
-                                  "description": None}
-                edges.append({"from": inp, "to": name})
-            else:
-                edges.append({"from": src, "to": name})
+        for inp, k in zip(node.inputs, node.keys):
+            for src in producers(inp, key if k else None):
+                edges.append({"from": src, "to": step})
         for p in node.params:
             nodes.setdefault(p, {"id": p, "kind": "param", "status": "param",
                                  "description": repr(project.params[p])})
-            edges.append({"from": p, "to": name})
+            edges.append({"from": p, "to": step})
+
+    for name, node in g.rules.items():
+        if node.key:
+            for step in steps_of.get(name, []):
+                add(step, node, step[len(name) + 1:-1])
+        elif name in result.outcomes:
+            add(name, node, None)
     return {"nodes": list(nodes.values()), "edges": edges}
 
 

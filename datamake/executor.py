@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from . import formats
-from .catalog import Pending, clean_temps, stable
+from .catalog import PartitionMap, Pending, clean_temps, stable
 from .errors import CatalogError
 from .graph import RuleNode
 from .hashing import hash_text
@@ -83,6 +83,7 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
     state = project.state
     planner = Planner(graph, project.catalog, state, project.params, forced, always)
     result = BuildResult(list(targets), dry_run=dry_run)
+    run = _Build(project, planner, reporter, result, dry_run, keep_going)
     if not dry_run:
         state.lock(reporter.waiting_for_lock)
         clean_temps(project.root)
@@ -91,10 +92,8 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
     status = "ok"
     try:
         for node in rules:
-            outcome = _step(project, planner, node, result, reporter, dry_run)
-            result.outcomes[node.name] = outcome
-            if outcome.status == "failed" and not keep_going:
-                status = "failed"
+            run.rule(node)
+            if result.failed and not keep_going:
                 break
         if result.failed:
             status = "failed"
@@ -107,78 +106,230 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
             with contextlib.suppress(Exception):
                 state.record_files(planner.file_updates)
             with contextlib.suppress(Exception):
+                for node, stamps in planner.refreshes:
+                    state.refresh_stamps(node, stamps)
+            with contextlib.suppress(Exception):
                 state.end_run(status)
             state.unlock()
         result.seconds = time.perf_counter() - t0
     return result
 
 
-def _input_digests(project: "Project", planner: Planner, node: RuleNode,
-                   result: BuildResult) -> list[str | None] | str:
-    """Digests of a step's data inputs; 'blocked' when an upstream step failed."""
-    graph = project.graph
-    out: list[str | None] = []
-    for name in node.inputs:
-        prod = graph.producer.get(name)
-        if prod is None:
-            d = planner.source(name)
-            if d is None:
-                loc = project.catalog.location(name)
-                raise InputMissing(
-                    f"input `{name}` of `{node.name}` does not exist at "
-                    f"`{project.catalog.shown(loc)}`",
-                    help="no rule writes it: create the file, or fix the location")
-            out.append(d)
-            continue
-        o = result.outcomes.get(prod)
-        if o is None or o.status in ("failed", "skipped"):
-            return "blocked"
-        out.append(None if o.digests is None else o.digests[graph.rules[prod].outputs.index(name)])
-    return out
+class _Build:
+    """One build's working state: what each rule produced, rule by rule in order."""
 
+    def __init__(self, project: "Project", planner: Planner, reporter: "Reporter",
+                 result: BuildResult, dry_run: bool, keep_going: bool):
+        self.project = project
+        self.keep_going = keep_going
+        self.graph = project.graph
+        self.catalog = project.catalog
+        self.planner = planner
+        self.reporter = reporter
+        self.result = result
+        self.dry_run = dry_run
+        self.status: dict[str, str] = {}  # rule -> ok | failed | skipped
+        self.digests: dict[str, str | None] = {}  # whole outputs: name -> digest
+        self.parts: dict[str, dict[str, str | None]] = {}  # partitioned outputs
 
-def _step(project: "Project", planner: Planner, node: RuleNode, result: BuildResult,
-          reporter: "Reporter", dry_run: bool) -> Outcome:
-    step = node.name
-    try:
-        digests = _input_digests(project, planner, node, result)
-    except (InputMissing, CatalogError) as e:
-        reporter.step_failed(step, str(e), getattr(e, "help", None), 0.0)
-        return Outcome("failed", None, 0.0, (), str(e))
-    if digests == "blocked":
-        return Outcome("skipped", None)
-    assert isinstance(digests, list)
-    try:
-        verdict = planner.judge(node, step, digests)
-    except CatalogError as e:
-        reporter.step_failed(step, str(e), e.help, 0.0)
-        return Outcome("failed", None, 0.0, (), str(e))
-    if not verdict.stale:
-        if verdict.refresh is not None and not dry_run:
-            project.state.refresh_stamps(step, verdict.refresh)
-        reporter.step_fresh(step)
-        return Outcome("fresh", verdict.out_digests)
-    if dry_run:
-        reporter.step_planned(step, verdict.reasons)
-        return Outcome("planned", None, 0.0, verdict.reasons)
+    # -- inputs -------------------------------------------------------------------------
 
-    reporter.step_start(step, verdict.reasons)
-    t = time.perf_counter()
-    try:
-        res = run_step(project, node, step, quiet_stdout=reporter.json)
-    except RecipeFailure as e:
-        seconds = time.perf_counter() - t
-        reporter.step_failed(step, e.text, None, seconds)
-        project.state.record_run_step(step, "failed", seconds, [r.code for r in verdict.reasons])
-        return Outcome("failed", None, seconds, verdict.reasons, e.summary)
-    except CatalogError as e:
-        seconds = time.perf_counter() - t
-        reporter.step_failed(step, str(e), e.help, seconds)
-        project.state.record_run_step(step, "failed", seconds, [r.code for r in verdict.reasons])
-        return Outcome("failed", None, seconds, verdict.reasons, str(e))
-    _record(project, planner, node, step, verdict, digests, res)  # type: ignore[arg-type]
-    reporter.step_done(step, "built", res.seconds)
-    return Outcome("built", res.digests, res.seconds, verdict.reasons)
+    def _blocked(self, node: RuleNode) -> bool:
+        return any(self.status.get(self.graph.producer.get(n, ""), "ok") != "ok"
+                   for n in node.inputs)
+
+    def keys_of(self, name: str) -> list[str]:
+        """The partitions of a partitioned input, in key order."""
+        if name in self.graph.producer:
+            return sorted(self.parts.get(name, {}))
+        return sorted(self.planner.source_parts(name))
+
+    def whole(self, name: str) -> str | None:
+        """The digest of a whole input. Raises InputMissing for a missing source."""
+        if name in self.graph.producer:
+            if name in self.parts:
+                return self.planner.whole(self.parts[name])
+            return self.digests.get(name)
+        if self.catalog.is_partitioned(name):
+            return self.planner.whole(self.planner.source_parts(name))  # type: ignore[arg-type]
+        d = self.planner.source(name)
+        if d is None:
+            loc = self.catalog.location(name)
+            raise InputMissing(f"input `{name}` does not exist at `{self.catalog.shown(loc)}`",
+                               help="no rule writes it: create the file, or fix the location")
+        return d
+
+    def part(self, name: str, key: str) -> str | None:
+        if name in self.graph.producer:
+            return self.parts.get(name, {}).get(key)
+        return self.planner.source(name, key)
+
+    # -- rules --------------------------------------------------------------------------
+
+    def rule(self, node: RuleNode) -> None:
+        if self._blocked(node):
+            self.status[node.name] = "skipped"
+            if not node.key:
+                self.result.outcomes[node.name] = Outcome("skipped", None)
+            return
+        try:
+            if node.key:
+                ok = self.pattern(node)
+            else:
+                ok = self.single(node)
+        except (InputMissing, CatalogError) as e:
+            self.reporter.step_failed(node.name, str(e), getattr(e, "help", None), 0.0)
+            self.result.outcomes[node.name] = Outcome("failed", None, 0.0, (), str(e))
+            ok = False
+        self.status[node.name] = "ok" if ok else "failed"
+
+    def single(self, node: RuleNode) -> bool:
+        """A rule with one step (its outputs whole, or written partition by partition
+        by a recipe that yields)."""
+        digests = [self.whole(n) for n in node.inputs]
+        verdict = self.planner.judge(node, node.name, digests)
+        outcome = self.execute(node, node.name, verdict, digests, None)
+        self.result.outcomes[node.name] = outcome
+        if node.generator:
+            out = node.outputs[0]
+            if outcome.status == "planned":
+                # Not known until it runs: what it wrote so far, marked unknown.
+                self.parts[out] = {k: None for k in self._recorded_keys(out, None)}
+            elif outcome.status in ("fresh", "built", "cached"):
+                self.parts[out] = self._recorded_parts(out, verdict.sig)
+        else:
+            for i, o in enumerate(node.outputs):
+                self.digests[o] = outcome.digests[i] if outcome.digests else None
+        return outcome.status != "failed"
+
+    def pattern(self, node: RuleNode) -> bool:
+        """A pattern rule: one step per partition of its keyed inputs."""
+        keyed = [n for n, k in zip(node.inputs, node.keys) if k]
+        keys: set[str] | None = None
+        for n in keyed:
+            ks = set(self.keys_of(n))
+            keys = ks if keys is None else keys & ks
+        whole = {n: self.whole(n) for n, k in zip(node.inputs, node.keys) if not k}
+        out_parts: dict[str, dict[str, str | None]] = {o: {} for o in node.outputs}
+        ok = True
+        for key in sorted(keys or ()):
+            step = f"{node.name}[{key}]"
+            digests = [self.part(n, key) if k else whole[n]
+                       for n, k in zip(node.inputs, node.keys)]
+            verdict = self.planner.judge(node, step, digests, key)
+            outcome = self.execute(node, step, verdict, digests, key)
+            self.result.outcomes[step] = outcome
+            for i, o in enumerate(node.outputs):
+                out_parts[o][key] = outcome.digests[i] if outcome.digests else None
+            if outcome.status == "failed":
+                ok = False
+                if not self.keep_going:
+                    break
+        self._remove_vanished(node, keys or set())
+        self.parts.update(out_parts)
+        return ok
+
+    def _remove_vanished(self, node: RuleNode, keys: set[str]) -> None:
+        """Partitions whose input partition is gone: delete their outputs and records."""
+        gone = [n for n in self.project.state.children(node.name)
+                if n[len(node.name) + 1:-1] not in keys]
+        if not gone:
+            return
+        for step in sorted(gone):
+            key = step[len(node.name) + 1:-1]
+            self.reporter.note(f"{'would remove' if self.dry_run else 'removed'} {step}: "
+                               f"its input partition is gone")
+            if not self.dry_run:
+                for o in node.outputs:
+                    self.catalog.remove(o, key)
+        if not self.dry_run:
+            self.project.state.forget_many(gone)
+
+    def _recorded_keys(self, name: str, sig: str | None) -> list[str]:
+        state = self.project.state
+        out = []
+        for child in state.children(name):
+            q = state.quick(child)
+            if q is not None and (sig is None or q[0] == sig):
+                out.append(child[len(name) + 1:-1])
+        return out
+
+    def _recorded_parts(self, name: str, sig: str | None) -> dict[str, str | None]:
+        state = self.project.state
+        parts: dict[str, str | None] = {}
+        for child in state.children(name):
+            q = state.quick(child)
+            if q is not None and q[0] == sig:
+                parts[child[len(name) + 1:-1]] = q[2]
+        return parts
+
+    # -- steps --------------------------------------------------------------------------
+
+    def execute(self, node: RuleNode, step: str, verdict: Verdict,
+                digests: list[str | None], key: str | None) -> Outcome:
+        if not verdict.stale:
+            if verdict.refresh is not None and not self.dry_run:
+                self.project.state.refresh_stamps(step, verdict.refresh)
+            self.reporter.step_fresh(step)
+            return Outcome("fresh", verdict.out_digests)
+        if self.dry_run:
+            self.reporter.step_planned(step, verdict.reasons)
+            return Outcome("planned", None, 0.0, verdict.reasons)
+        self.reporter.step_start(step, verdict.reasons)
+        t = time.perf_counter()
+        codes = [r.code for r in verdict.reasons]
+        try:
+            whole_keys = {n: self.keys_of(n) for n, k in zip(node.inputs, node.keys)
+                          if not k and self.catalog.is_partitioned(n)}
+            if node.generator:
+                res = self.run_yielding(node, verdict, whole_keys)
+            else:
+                res = run_step(self.project, node, step, key, whole_keys,
+                               quiet_stdout=self.reporter.json)
+        except (RecipeFailure, CatalogError) as e:
+            seconds = time.perf_counter() - t
+            text = e.text if isinstance(e, RecipeFailure) else str(e)
+            self.reporter.step_failed(step, text, getattr(e, "help", None), seconds)
+            self.project.state.record_run_step(step, "failed", seconds, codes)
+            summary = e.summary if isinstance(e, RecipeFailure) else str(e)
+            return Outcome("failed", None, seconds, verdict.reasons, summary)
+        _record(self.project, self.planner, node, step, verdict, digests, res)  # type: ignore[arg-type]
+        self.reporter.step_done(step, "built", res.seconds)
+        return Outcome("built", res.digests, res.seconds, verdict.reasons)
+
+    def run_yielding(self, node: RuleNode, verdict: Verdict,
+                     whole_keys: dict[str, list[str]]) -> StepResult:
+        """Run a recipe that yields `(key, value)` pairs: each partition is written
+        atomically and recorded the moment it is yielded, so a run that dies keeps every
+        finished partition; `done` tells the recipe which ones it can skip."""
+        out = node.outputs[0]
+        state = self.project.state
+        sig = verdict.sig
+        assert sig is not None
+        stale = [c for c in state.children(out) if (state.quick(c) or ("",))[0] != sig]
+        for child in stale:  # built from another signature: no longer valid
+            self.catalog.remove(out, child[len(out) + 1:-1])
+        state.forget_many(stale)
+        done = self._recorded_parts(out, sig)
+        listed = self.catalog.partitions(out)
+        done = {k: d for k, d in done.items() if k in listed}
+        parts: dict[str, str | None] = dict(done)
+        t0 = time.perf_counter()
+        step = node.name
+
+        def on_partition(key: str, path: str, stamp: str, digest: str) -> None:
+            state.record_step(StepRecord(f"{out}[{key}]", sig, verdict.code_fp,
+                                         verdict.params_fp, verdict.inputs_fp or "", (path,),
+                                         (stable(stamp),), (digest,), {}, time.time(), 0.0),
+                              status=None)
+            parts[key] = digest
+            self.reporter.step_progress(step, len(parts), None)
+
+        run_step(self.project, node, step, None, whole_keys, quiet_stdout=self.reporter.json,
+                 done=frozenset(done), on_partition=on_partition)
+        whole = self.planner.whole(parts) or ""
+        loc = self.catalog.location(out)
+        return StepResult((loc.url,), ("",), (whole,), time.perf_counter() - t0)
 
 
 def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
@@ -200,28 +351,48 @@ def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
 
 
 def run_step(project: "Project", node: RuleNode, step: str, key: str | None = None,
-             quiet_stdout: bool = False) -> StepResult:
-    """Run one step's recipe and commit its outputs. Raises RecipeFailure or CatalogError."""
+             whole_keys: dict[str, list[str]] | None = None, quiet_stdout: bool = False,
+             done: frozenset[str] | None = None,
+             on_partition: Callable[[str, str, str, str], None] | None = None) -> StepResult:
+    """Run one step's recipe and commit its outputs. Raises RecipeFailure or CatalogError.
+
+    `key` is the partition of a pattern rule's step; `whole_keys` the partitions of
+    partitioned inputs used whole (bound to lazy mappings). A recipe that yields gets
+    `done` and reports each partition it commits to `on_partition(key, path, stamp,
+    digest)`.
+    """
     t0 = time.perf_counter()
     recipe = project.recipes[node.name]
     cat = project.catalog
     params = project.params
-    path_outs = [o for o in node.outputs if cat.location(o, key).format == formats.PATH]
+    whole_keys = whole_keys or {}
+    path_outs = [] if recipe.generator else [
+        o for o in node.outputs if cat.location(o, key).format == formats.PATH]
     pendings: list[Pending] = []
     redirect = contextlib.redirect_stdout(sys.stderr) if quiet_stdout else contextlib.nullcontext()
     try:
         if recipe.kind == "python":
             fn = make_function(recipe, node.name, project.namespace.globals())
             kwargs: dict[str, Any] = {}
-            for name, local in zip(node.inputs, node.locals):
-                kwargs[local] = cat.load(name)
+            for name, local, k in zip(node.inputs, node.locals, node.keys):
+                if name in whole_keys:
+                    kwargs[local] = PartitionMap(cat, name, whole_keys[name])
+                else:
+                    kwargs[local] = cat.load(name, key if k else None)
             for p, local in zip(node.params, node.param_locals):
                 kwargs[local] = params[p]
+            if node.key and node.key in recipe.args:
+                kwargs[node.key] = key
             path_pending = {o: cat.temp_path(o, key) for o in path_outs}
             pendings.extend(path_pending.values())
             for o, pend in path_pending.items():
                 if o in recipe.args:
                     kwargs[o] = pend.tmp
+            if recipe.generator:
+                if "done" in recipe.args:
+                    kwargs["done"] = done or frozenset()
+                _drain(fn(**kwargs), node, step, project, redirect, on_partition)
+                return StepResult((), (), (), time.perf_counter() - t0)
             try:
                 with redirect:
                     value = fn(**kwargs)
@@ -239,10 +410,12 @@ def run_step(project: "Project", node: RuleNode, step: str, key: str | None = No
             final = [sealed.get(o) or written[o] for o in node.outputs]
         else:
             values_map: dict[str, str] = {}
-            for name, local in zip(node.inputs, node.locals):
-                values_map[local] = cat.location(name, key).url
+            for name, local, k in zip(node.inputs, node.locals, node.keys):
+                values_map[local] = cat.location(name, key if k else None).url
             for p, local in zip(node.params, node.param_locals):
                 values_map[local] = str(params[p])
+            if node.key and key is not None:
+                values_map[node.key] = key
             outs = {o: cat.temp_path(o, key) for o in node.outputs}
             pendings.extend(outs.values())
             for o, pend in outs.items():
@@ -252,13 +425,55 @@ def run_step(project: "Project", node: RuleNode, step: str, key: str | None = No
             run_shell(recipe, values_map, project.root, project.display,
                       stdout=sys.stderr if quiet_stdout else None)
             final = [cat.seal(outs[o]) for o in node.outputs]
-        stamps = tuple(cat.commit(p) for p in final)
+        stamps = tuple(cat.commit(p, key) for p in final)
     except BaseException:
         for p in pendings:
             cat.discard(p)
         raise
     return StepResult(tuple(p.final for p in final), stamps, tuple(p.digest for p in final),
                       time.perf_counter() - t0)
+
+
+def partition_key(item: Any, node: RuleNode, step: str, where: str) -> tuple[str, Any]:
+    """A yielded `(key, value)` pair, its key as a string (parts joined by `/`)."""
+    if not (isinstance(item, tuple) and len(item) == 2):
+        msg = (f"{where}: the recipe of `{step}` yielded a `{type(item).__name__}`; a recipe "
+               f"that writes partitions yields `(key, value)` pairs")
+        raise RecipeFailure(msg, msg + "\n")
+    key, value = item
+    if isinstance(key, tuple):
+        key = "/".join(str(k) for k in key)
+    elif not isinstance(key, str):
+        key = str(key)
+    return key, value
+
+
+def _drain(gen: Any, node: RuleNode, step: str, project: "Project", redirect: Any,
+           on_partition: Callable[[str, str, str, str], None] | None) -> None:
+    """Write each yielded partition atomically the moment it arrives; memory holds one."""
+    cat = project.catalog
+    out = node.outputs[0]
+    where = f"{project.display}:{project.recipes[node.name].header_line}"
+    while True:
+        try:
+            with redirect:
+                item = next(gen)
+        except StopIteration:
+            return
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:
+            raise failure(e, f"the recipe of `{step}` failed:") from None
+        key, value = partition_key(item, node, step, where)
+        pending = cat.write(out, value, key)
+        del item, value
+        try:
+            stamp = cat.commit(pending, key)
+        except BaseException:
+            cat.discard(pending)
+            raise
+        if on_partition is not None:
+            on_partition(key, pending.final, stamp, pending.digest)
 
 
 def _split(value: Any, outs: list[str], node: RuleNode, filename: str, line: int) -> list[Any]:

@@ -7,6 +7,7 @@ loads it from `.datamake/` instead of re-parsing the Datafile.
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import DatafileError, Diagnostic, Span
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from . import model
 
 DATA_DIR = ".datamake/data"
+_BUILTINS = frozenset(__builtins__ if isinstance(__builtins__, dict) else dir(__builtins__))
 
 
 class DatasetInfo(NamedTuple):
@@ -26,6 +28,15 @@ class DatasetInfo(NamedTuple):
     options: tuple[tuple[str, Any], ...]
     versioned: bool
     declared: bool  # False for the implicit home of an undeclared output
+    placeholders: tuple[str, ...] = ()  # {key} names: a partitioned dataset when any
+
+
+_PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def placeholders(location: str) -> tuple[str, ...]:
+    """The `{name}` placeholders of a location (not `${VAR}`)."""
+    return tuple(_PLACEHOLDER.findall(location))
 
 
 class RuleNode(NamedTuple):
@@ -224,20 +235,23 @@ class _Checker:
         for d in df.datasets:
             if d.name in declared and declared[d.name] is d:
                 g.datasets[d.name] = DatasetInfo(d.name, d.location, d.format, d.options,
-                                                 d.versioned, True)
+                                                 d.versioned, True, placeholders(d.location))
         for i, r in enumerate(df.rules):
             if r.recipe is None:
                 continue
             for o in r.outputs:
                 if o.name in g.datasets or g.producer.get(o.name) != r.name:
                     continue
+                # An undeclared output lives in .datamake/data: one file, or a folder of
+                # partitions for a pattern rule or a recipe that yields.
+                key = o.key or ("key" if r.recipe.generator else None)
+                stem = f"{DATA_DIR}/{o.name}" + (f"/{{{key}}}" if key else "")
                 if r.recipe.kind == "shell":
-                    loc, fmt = f"{DATA_DIR}/{o.name}", "path"
+                    loc, fmt = stem, "path"
                 else:
-                    loc, fmt = f"{DATA_DIR}/{o.name}.pkl", "pickle"
-                if o.key:
-                    loc = loc.replace(f"{DATA_DIR}/{o.name}", f"{DATA_DIR}/{o.name}/{{{o.key}}}")
-                g.datasets[o.name] = DatasetInfo(o.name, loc, fmt, (), False, False)
+                    loc, fmt = stem + ".pkl", "pickle"
+                g.datasets[o.name] = DatasetInfo(o.name, loc, fmt, (), False, False,
+                                                 placeholders(loc))
 
         nodes: dict[str, RuleNode] = {}
         deps: dict[str, list[tuple[str, Span]]] = {}
@@ -272,11 +286,8 @@ class _Checker:
             if any(g.producer.get(o.name) != r.name for o in r.outputs):
                 continue  # a duplicate already reported
             self.check_uses(r, names, py_defs)
-            keys_out = {o.key for o in r.outputs}
+            self.check_partitions(r)
             key = r.outputs[0].key
-            if len(keys_out) > 1:
-                self.err("the outputs of a pattern rule share one key", r.outputs[0].span,
-                         help="write every output as `name[key]` with the same key")
             nodes[r.name] = RuleNode(r.name, tuple(o.name for o in r.outputs), tuple(ins),
                                      tuple(locs), tuple(keys), tuple(vers), tuple(params),
                                      tuple(plocs), key, r.recipe.kind, r.recipe.generator, i)
@@ -361,7 +372,14 @@ class _Checker:
                     self.err(f"the recipe of `{r.name}` reads its own output `{root}`", span,
                              help="a recipe returns its outputs' values; only `as path` "
                                   "outputs are bound in the recipe (to the path to write)")
-                elif root in names:
+                elif root in names and self.defined[root][0] != "alias":
+                    if root in _BUILTINS:
+                        self.warnings.append(Diagnostic(
+                            "warning", f"`{root}` in the recipe of `{r.name}` is Python's "
+                            f"builtin, not the pipeline's `{root}`", span,
+                            help=f"add `{root}` to the inputs to use the pipeline's, or rename "
+                                 f"it to avoid the confusion"))
+                        continue
                     self.err(f"the recipe of `{r.name}` uses `{root}`, which is not one of "
                              f"its inputs", span,
                              help=f"add `{root}` to the inputs: `{' '.join(o.name for o in r.outputs)}: "
@@ -378,6 +396,67 @@ class _Checker:
                 self.warnings.append(Diagnostic(
                     "warning", f"the recipe of `{r.name}` never uses its input `{inp.local}`",
                     inp.span, help="remove it from the inputs, or use it in the recipe"))
+
+    def check_partitions(self, r: "model.Rule") -> None:
+        """Pattern rules map partitions one to one; a yielding recipe writes one
+        partitioned output; nothing else writes a partitioned dataset."""
+        g = self.g
+        recipe = r.recipe
+        assert recipe is not None
+        key = r.outputs[0].key
+        if len({o.key for o in r.outputs}) > 1:
+            self.err("the outputs of a pattern rule share one key", r.outputs[0].span,
+                     help="write every output as `name[key]` with the same key")
+            return
+        if key and recipe.generator:
+            self.err(f"a pattern rule's recipe returns one partition; `{r.name}` yields",
+                     recipe.span, help="yield `(key, value)` pairs from a plain rule "
+                                       "(`out: inputs`), or return the value here")
+            return
+        if recipe.generator and len(r.outputs) != 1:
+            self.err("a recipe that yields writes exactly one partitioned output",
+                     r.outputs[1].span, help="split the rule in two")
+            return
+        for o in r.outputs:
+            ds = g.datasets.get(o.name)
+            if ds is None:
+                continue
+            parted = bool(ds.placeholders)
+            if (key or recipe.generator) and not parted:
+                self.err(f"`{o.name}` is not partitioned, but its rule writes partitions",
+                         o.span, help=f"give its location a `{{{key or 'key'}}}` placeholder, "
+                                      f"e.g. `\"data/{o.name}/{{{key or 'key'}}}.csv\"`")
+            elif parted and not (key or recipe.generator):
+                self.err(f"`{o.name}` is partitioned (its location has "
+                         f"`{{{ds.placeholders[0]}}}`), but its rule writes it whole", o.span,
+                         help=f"write a pattern rule `{o.name}[key]: input[key] ...`, or a "
+                              f"recipe that yields `(key, value)` pairs")
+        keyed = [i for i in r.inputs if i.key]
+        for i in keyed:
+            if not key:
+                self.err(f"`{i.name}[{i.key}]` picks one partition, but `{r.name}` is not a "
+                         f"pattern rule", i.span,
+                         help=f"write the outputs as `{r.name}[{i.key}]`, or use `{i.name}` whole")
+                continue
+            if i.key != key:
+                self.err(f"partition key `{i.key}` differs from the rule's key `{key}`", i.span,
+                         help=f"write `{i.name}[{key}]`")
+                continue
+            ds = g.datasets.get(i.name)
+            if ds is not None and not ds.placeholders:
+                self.err(f"`{i.name}` is not partitioned: it has no `[{i.key}]`", i.span,
+                         help=f"give its location a placeholder, e.g. `\"data/{i.name}/{{{key}}}.csv\"`")
+        counts = {len(g.datasets[n].placeholders) for n in
+                  [o.name for o in r.outputs] + [i.name for i in keyed] if n in g.datasets}
+        if key and len(counts) > 1:
+            self.err(f"the partitioned datasets of `{r.name}` have different numbers of "
+                     f"placeholders", r.outputs[0].span,
+                     help="a pattern rule maps partitions one to one: give its inputs and "
+                          "outputs the same placeholders")
+        if key and not keyed:
+            self.err(f"pattern rule `{r.name}[{key}]` has no input `name[{key}]` to take its "
+                     f"partitions from", r.outputs[0].span,
+                     help=f"add a partitioned input, e.g. `{r.name}[{key}]: source[{key}]`")
 
     def is_path(self, name: str) -> bool:
         """Whether dataset `name` is stored as a path the recipe writes itself."""

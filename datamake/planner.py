@@ -65,7 +65,9 @@ class Planner:
         self._tags: dict[str, str] = {}
         self._files: dict[str, tuple[str, str]] | None = None
         self._sources: dict[tuple[str, str | None], str | None] = {}
+        self._parts: dict[str, dict[str, str]] = {}
         self.file_updates: list[tuple[str, str, str]] = []
+        self.refreshes: list[tuple[str, tuple[str, ...]]] = []  # touched partitions
 
     # -- fingerprints of parameters and inputs ---------------------------------------
 
@@ -109,6 +111,21 @@ class Planner:
         self._sources[k] = digest
         return digest
 
+    def source_parts(self, name: str) -> dict[str, str]:
+        """key -> digest of every partition of a source dataset (one listing; a
+        partition is hashed only when its stamp is new)."""
+        memo = self._parts.get(name)
+        if memo is None:
+            memo = self._parts[name] = {k: self.source(name, k)  # type: ignore[misc]
+                                        for k in self.catalog.partitions(name)}
+        return memo
+
+    def whole(self, parts: dict[str, str | None]) -> str | None:
+        """The digest of a partitioned dataset: its keys and their digests."""
+        if None in parts.values():
+            return None
+        return "p:" + hash_parts(*(f"{k}={parts[k]}" for k in sorted(parts)))
+
     # -- judging ------------------------------------------------------------------------
 
     def judge(self, node: RuleNode, step: str, inputs: list[str | None],
@@ -140,7 +157,13 @@ class Planner:
 
         # Outputs: stamps first, content only when a stamp differs.
         cat = self.catalog
-        if len(node.outputs) == 1:
+        refresh = None
+        if key is None and node.generator:
+            reasons.extend(self._partitioned_output(node.outputs[0], rec_sig))
+            if sig is not None and sig == rec_sig and not reasons:
+                return Verdict(False, (), sig, code_fp, params_fp, inputs_fp,
+                               tuple(rec_digests.split(SEP)), None)
+        elif len(node.outputs) == 1:
             locs = [cat.location(node.outputs[0], key)]
             paths = locs[0].url
             stamps = [cat.stamp(node.outputs[0], key)]
@@ -150,8 +173,9 @@ class Planner:
             paths = SEP.join(loc.url for loc in locs)
             stamps = [cat.stamp(o, key) for o in node.outputs]
             joined = SEP.join(s or "-" for s in stamps)
-        refresh = None
-        if paths != rec_paths or joined != rec_stamps:
+        if node.generator and key is None:
+            pass
+        elif paths != rec_paths or joined != rec_stamps:
             old_paths = rec_paths.split(SEP)
             old_stamps = rec_stamps.split(SEP)
             old_digests = rec_digests.split(SEP)
@@ -210,6 +234,25 @@ class Planner:
                            tuple(rec_digests.split(SEP)), refresh)
         return Verdict(True, tuple(_dedupe(reasons)), sig, code_fp, params_fp, inputs_fp,
                        None, refresh)
+
+    def _partitioned_output(self, name: str, sig: str) -> list[Reason]:
+        """Check the partitions a yielding step wrote under signature `sig`."""
+        listed = self.catalog.partitions(name)
+        state = self.state
+        for node in state.children(name):
+            q = state.quick(node)
+            if q is None or q[0] != sig:
+                continue
+            key = node[len(name) + 1:-1]
+            now = listed.get(key)
+            if now is None:
+                return [Reason("missing-output", name)]
+            if now == q[1]:
+                continue
+            if self.catalog.digest(name, key) != q[2]:
+                return [Reason("output-changed", name)]
+            self.refreshes.append((node, (stable(now),)))
+        return []
 
     def detail(self, node: RuleNode, inputs: list[str]) -> dict[str, Any]:
         """What a step's record keeps for explaining its next rebuild."""

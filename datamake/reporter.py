@@ -89,6 +89,9 @@ class Reporter:
             self.out.write(f"run    {step}  ({why})\n")
             self.out.flush()
 
+    def step_progress(self, step: str, done: int, total: int | None) -> None:
+        """A step wrote another partition."""
+
     def step_done(self, step: str, status: str, seconds: float) -> None:
         if not self.quiet:
             self.out.write(f"{status:<6} {step}  {seconds:.2f}s\n")

@@ -80,6 +80,7 @@ class State:
         self._lock_fd: int | None = None
         self._rows: dict[str, tuple] | None = None
         self._texts_known: set[str] = set()
+        self._children: dict[str, list[str]] | None = None
         self.run_id: int | None = None
 
     # -- connection -------------------------------------------------------------------
@@ -180,8 +181,34 @@ class State:
     def nodes(self) -> list[str]:
         return list(self._all_rows())
 
+    def children(self, rule: str) -> list[str]:
+        """The recorded partition nodes `rule[key]` of a rule or partitioned output."""
+        if self._children is None:
+            self._children = {}
+            for node in self._all_rows():
+                i = node.find("[")
+                if i > 0:
+                    self._children.setdefault(node[:i], []).append(node)
+        return list(self._children.get(rule, ()))
+
+    def forget_many(self, nodes: list[str]) -> None:
+        """Drop the records of partitions that no longer exist."""
+        if not nodes:
+            return
+        db = self.db
+        assert db is not None
+        with db:
+            db.execute("BEGIN")
+            db.executemany("DELETE FROM steps WHERE node=?", [(n,) for n in nodes])
+        for n in nodes:
+            if self._rows is not None:
+                self._rows.pop(n, None)
+            i = n.find("[")
+            if self._children is not None and i > 0 and n in self._children.get(n[:i], ()):
+                self._children[n[:i]].remove(n)
+
     def record_step(self, rec: StepRecord, texts: dict[str, str] | None = None,
-                    status: str = "built", reasons: list[str] | None = None) -> None:
+                    status: str | None = "built", reasons: list[str] | None = None) -> None:
         """Record a finished step and its line in the run history, in one transaction
         committed at once."""
         db = self.db
@@ -195,11 +222,13 @@ class State:
             db.execute("INSERT OR REPLACE INTO steps VALUES(?,?,?,?,?,?,?,?,?,?,?)", row)
             if new_texts:
                 db.executemany("INSERT OR IGNORE INTO texts VALUES(?,?)", new_texts)
-            if self.run_id is not None:
+            if self.run_id is not None and status is not None:
                 db.execute("INSERT INTO run_steps VALUES(?,?,?,?,?)",
                            (self.run_id, rec.node, status, rec.seconds, json.dumps(reasons or [])))
         self._texts_known.update(h for h, _ in new_texts)
         if self._rows is not None:
+            if rec.node not in self._rows and self._children is not None and "[" in rec.node:
+                self._children.setdefault(rec.node[:rec.node.find("[")], []).append(rec.node)
             self._rows[rec.node] = (row[0], row[1], row[6], row[7], row[5])
 
     def refresh_stamps(self, node: str, stamps: tuple[str, ...]) -> None:
@@ -211,13 +240,6 @@ class State:
         if self._rows is not None and node in self._rows:
             r = self._rows[node]
             self._rows[node] = (r[0], r[1], joined, r[3], r[4])
-
-    def forget(self, node: str) -> None:
-        db = self.db
-        if db is not None:
-            db.execute("DELETE FROM steps WHERE node=?", (node,))
-        if self._rows is not None:
-            self._rows.pop(node, None)
 
     def text(self, h: str) -> str | None:
         db = self.db
