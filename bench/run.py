@@ -31,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -213,14 +214,16 @@ def timed(cmd: list[str], d: Path) -> tuple[float, int, str]:
     os.sync()  # let the previous build's writes reach the disk outside the timing
     log = d / "bench-log.txt"
     with open(log, "w") as f:
+        # No timeout= on the wait: with one, Python polls the child with sleeps of up
+        # to 50 ms, which rounds every measurement up to a multiple of ~50 ms.
         t = time.perf_counter()
-        try:
-            rc = subprocess.run(cmd, cwd=d, stdout=f, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=tool_env(),
-                                timeout=TIMEOUT_S).returncode
-        except subprocess.TimeoutExpired:
-            rc = -9
+        proc = subprocess.Popen(cmd, cwd=d, stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=tool_env())
+        timer = threading.Timer(TIMEOUT_S, proc.kill)
+        timer.start()
+        rc = proc.wait()
         dt = time.perf_counter() - t
+        timer.cancel()
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if rc else ""
     return dt, rc, tail
 

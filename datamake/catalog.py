@@ -118,7 +118,8 @@ class Catalog:
         self._root = str(self.root)
         self._plain: dict[str, Location] = dict(resolved or {})
         self._listings: dict[str, dict[str, str]] = {}
-        self._keyed: dict[tuple[str, str], Location] = {}
+        self._paths: dict[str, dict[str, str]] = {}
+        self._templates: dict[str, tuple[Location, list[str], list[str]]] = {}
         self._fs: dict[str, Any] = {}
         self._tmp_dev: int | None = None
         self._parents: dict[str, bool] = {}  # folder -> on the temp folder's filesystem
@@ -128,16 +129,37 @@ class Catalog:
 
     def location(self, name: str, key: str | None = None) -> Location:
         """Where dataset `name` (partition `key`) lives. Raises CatalogError."""
-        loc = (self._plain if key is None else self._keyed).get(name if key is None else (name, key))
-        if loc is None:
-            loc = self._resolve(name, key)
-            if key is None:
-                self._plain[name] = loc
-            else:
-                self._keyed[(name, key)] = loc
-        return loc
+        if key is None:
+            loc = self._plain.get(name)
+            if loc is None:
+                loc = self._plain[name] = self._resolve(name)
+            return loc
+        # A partition: the dataset's resolved location with the key's parts filled in.
+        tmpl = self._templates.get(name)
+        if tmpl is None:
+            tmpl = self._templates[name] = self._template(name)
+        base, pieces, names = tmpl
+        parts = key.split("/") if len(names) > 1 else [key]
+        if len(parts) != len(names) or any(p in ("", ".", "..") or "/" in p for p in parts):
+            raise CatalogError(f"`{key}` is not a partition key of `{name}`",
+                               help=f"its location has {len(names)} placeholder(s); a key "
+                                    f"has as many non-empty parts, joined by `/`")
+        values = dict(zip(names, parts))
+        url = "".join(values[p[1:]] if p[:1] == "\0" else p for p in pieces)
+        return base._replace(url=url)
 
-    def _resolve(self, name: str, key: str | None) -> Location:
+    def _template(self, name: str) -> tuple[Location, list[str], list[str]]:
+        base = self._resolve(name)
+        pieces: list[str] = []
+        pos = 0
+        for m in _PLACEHOLDER.finditer(base.url):
+            pieces.append(base.url[pos:m.start()])
+            pieces.append("\0" + m.group(1))
+            pos = m.end()
+        pieces.append(base.url[pos:])
+        return base, pieces, list(dict.fromkeys(placeholders(base.url)))
+
+    def _resolve(self, name: str) -> Location:
         info = self.datasets.get(name)
         if info is None:
             raise CatalogError(f"`{name}` is not a dataset")
@@ -148,8 +170,6 @@ class Catalog:
             except KeyError as e:
                 raise CatalogError(f"dataset `{name}`: environment variable `{e.args[0]}` is not set",
                                    help=f"set it, e.g. `export {e.args[0]}=...`") from None
-        if key is not None:
-            raw = self._fill(name, raw, key)
         if raw.startswith("file://"):
             raw = raw[len("file://"):]
         local = "://" not in raw or not _URL.match(raw)
@@ -174,16 +194,15 @@ class Catalog:
             options.setdefault("ext", ext)
         return Location(name, url, local, fmt, options)
 
-    def _fill(self, name: str, raw: str, key: str) -> str:
-        """The location of partition `key`: its "/"-separated parts fill the placeholders."""
-        names = list(dict.fromkeys(placeholders(raw)))
-        parts = key.split("/") if len(names) > 1 else [key]
-        if len(parts) != len(names) or any(p in ("", ".", "..") or "/" in p for p in parts):
-            raise CatalogError(f"`{key}` is not a partition key of `{name}`",
-                               help=f"its location has {len(names)} placeholder(s); a key "
-                                    f"has as many non-empty parts, joined by `/`")
-        values = dict(zip(names, parts))
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], raw)
+    def path_of(self, name: str, key: str | None = None) -> str:
+        """The URL of a dataset or partition (from its listing when there is one)."""
+        if key is not None:
+            paths = self._paths.get(name)
+            if paths is not None:
+                path = paths.get(key)
+                if path is not None:
+                    return path
+        return self.location(name, key).url
 
     def is_partitioned(self, name: str) -> bool:
         info = self.datasets.get(name)
@@ -212,12 +231,15 @@ class Catalog:
         names = list(dict.fromkeys(placeholders(rest)))
         folders = info.format == formats.PATH
         found: dict[str, str] = {}
+        paths: dict[str, str] = {}
+        single = len(names) == 1
         if local:
             for rel, st in _walk(base, "/" in rest, folders):
                 m = pattern.match(rel)
                 if m and ".datamake-tmp-" not in rel:
-                    found["/".join(m.group(n) for n in names)] = \
-                        f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+                    key = m.group(names[0]) if single else "/".join(m.group(n) for n in names)
+                    found[key] = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+                    paths[key] = base + rel
         else:
             fs = self.fs(raw)
             proto = raw.split("://", 1)[0]
@@ -233,8 +255,11 @@ class Catalog:
                 rel = path[len(bare_base):] if path.startswith(bare_base) else None
                 m = pattern.match(rel) if rel is not None else None
                 if m:
-                    found["/".join(m.group(n) for n in names)] = _remote_stamp(inf)
+                    key = "/".join(m.group(n) for n in names)
+                    found[key] = _remote_stamp(inf)
+                    paths[key] = f"{proto}://{path}"
         self._listings[name] = found
+        self._paths[name] = paths
         return found
 
     def remove(self, name: str, key: str | None = None) -> None:
@@ -255,6 +280,7 @@ class Catalog:
         listed = self._listings.get(name)
         if listed is not None and key is not None:
             listed.pop(key, None)
+            self._paths[name].pop(key, None)
 
     def fs(self, url: str):
         """The fsspec filesystem for a URL (imported on first use)."""
@@ -394,6 +420,7 @@ class Catalog:
             listed = self._listings.get(pending.name)
             if listed is not None:
                 listed[key] = stamp
+                self._paths[pending.name][key] = pending.final
         return stamp
 
     def _commit(self, pending: Pending) -> str:

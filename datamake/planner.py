@@ -99,7 +99,7 @@ class Planner:
             return None
         if self._files is None:
             self._files = self.state.files()
-        path = self.catalog.location(name, key).url
+        path = self.catalog.path_of(name, key)
         rec = self._files.get(path)
         if rec is not None and rec[0] == stamp and stamp:
             digest = rec[1]
@@ -153,7 +153,7 @@ class Planner:
         if quick is None:
             reasons.append(Reason("no-record"))
             return Verdict(True, tuple(reasons), sig, code_fp, params_fp, inputs_fp, None, None)
-        rec_sig, rec_stamps, rec_digests, rec_paths = quick
+        rec_sig, rec_stamps, rec_digests = quick
 
         # Outputs: stamps first, content only when a stamp differs.
         cat = self.catalog
@@ -163,38 +163,17 @@ class Planner:
             if sig is not None and sig == rec_sig and not reasons:
                 return Verdict(False, (), sig, code_fp, params_fp, inputs_fp,
                                tuple(rec_digests.split(SEP)), None)
-        elif len(node.outputs) == 1:
-            locs = [cat.location(node.outputs[0], key)]
-            paths = locs[0].url
-            stamps = [cat.stamp(node.outputs[0], key)]
-            joined = stamps[0] or "-"
         else:
-            locs = [cat.location(o, key) for o in node.outputs]
-            paths = SEP.join(loc.url for loc in locs)
-            stamps = [cat.stamp(o, key) for o in node.outputs]
-            joined = SEP.join(s or "-" for s in stamps)
-        if node.generator and key is None:
-            pass
-        elif paths != rec_paths or joined != rec_stamps:
-            old_paths = rec_paths.split(SEP)
-            old_stamps = rec_stamps.split(SEP)
-            old_digests = rec_digests.split(SEP)
-            new_stamps = list(old_stamps)
-            for i, (o, loc, st) in enumerate(zip(node.outputs, locs, stamps)):
-                if st is None:
-                    reasons.append(Reason("missing-output", o))
-                    continue
-                same_place = i < len(old_paths) and old_paths[i] == loc.url
-                if same_place and old_stamps[i] == st:
-                    continue
-                digest = self.catalog.digest(o, key)
-                if same_place and i < len(old_digests) and old_digests[i] == digest:
-                    new_stamps[i] = stable(st)
-                    continue
-                reasons.append(Reason("output-changed", o))
-            if new_stamps != old_stamps and not any(
-                    r.code in ("missing-output", "output-changed") for r in reasons):
-                refresh = tuple(new_stamps)
+            # Stamps first; where they all match the record, nothing else is looked at.
+            if len(node.outputs) == 1:
+                stamps = [cat.stamp(node.outputs[0], key)]
+                joined = stamps[0] or "-"
+            else:
+                stamps = [cat.stamp(o, key) for o in node.outputs]
+                joined = SEP.join(s or "-" for s in stamps)
+            if joined != rec_stamps:
+                refresh = self._changed_outputs(node, step, key, stamps, rec_stamps,
+                                                rec_digests, reasons)
         if sig is not None and sig == rec_sig and len(reasons) == 0:
             return Verdict(False, (), sig, code_fp, params_fp, inputs_fp,
                            tuple(rec_digests.split(SEP)), refresh)
@@ -234,6 +213,32 @@ class Planner:
                            tuple(rec_digests.split(SEP)), refresh)
         return Verdict(True, tuple(_dedupe(reasons)), sig, code_fp, params_fp, inputs_fp,
                        None, refresh)
+
+    def _changed_outputs(self, node: RuleNode, step: str, key: str | None,
+                         stamps: list[str | None], rec_stamps: str, rec_digests: str,
+                         reasons: list[Reason]) -> tuple[str, ...] | None:
+        """Outputs whose stamp differs from the record: missing, edited, or only touched
+        (then the new stamps are returned, to be remembered)."""
+        rec = self.state.step(step)
+        old_paths = list(rec.out_paths) if rec is not None else []
+        old_stamps = rec_stamps.split(SEP)
+        old_digests = rec_digests.split(SEP)
+        new_stamps = list(old_stamps)
+        for i, (o, st) in enumerate(zip(node.outputs, stamps)):
+            if st is None:
+                reasons.append(Reason("missing-output", o))
+                continue
+            same_place = i < len(old_paths) and old_paths[i] == self.catalog.location(o, key).url
+            if same_place and old_stamps[i] == st:
+                continue
+            digest = self.catalog.digest(o, key)
+            if same_place and i < len(old_digests) and old_digests[i] == digest:
+                new_stamps[i] = stable(st)
+                continue
+            reasons.append(Reason("output-changed", o))
+        if new_stamps != old_stamps and not reasons:
+            return tuple(new_stamps)
+        return None
 
     def _partitioned_output(self, name: str, sig: str) -> list[Reason]:
         """Check the partitions a yielding step wrote under signature `sig`."""

@@ -158,14 +158,14 @@ class State:
             if db is None:
                 self._rows = {}
             else:
-                self._rows = {r[0]: r for r in db.execute(
-                    "SELECT node, sig, out_stamps, out_digests, out_paths FROM steps")}
+                self._rows = {r[0]: r[1:] for r in db.execute(
+                    "SELECT node, sig, out_stamps, out_digests FROM steps")}
         return self._rows
 
-    def quick(self, node: str) -> tuple[str, str, str, str] | None:
-        """(sig, out_stamps, out_digests, out_paths) of a step, without parsing details."""
-        r = self._all_rows().get(node)
-        return None if r is None else r[1:]
+    def quick(self, node: str) -> tuple[str, str, str] | None:
+        """(sig, out_stamps, out_digests) of a step, without parsing details."""
+        rows = self._rows
+        return (rows if rows is not None else self._all_rows()).get(node)
 
     def step(self, node: str) -> StepRecord | None:
         """The whole record of a step, or None when it was never built here."""
@@ -229,7 +229,7 @@ class State:
         if self._rows is not None:
             if rec.node not in self._rows and self._children is not None and "[" in rec.node:
                 self._children.setdefault(rec.node[:rec.node.find("[")], []).append(rec.node)
-            self._rows[rec.node] = (row[0], row[1], row[6], row[7], row[5])
+            self._rows[rec.node] = (row[1], row[6], row[7])
 
     def refresh_stamps(self, node: str, stamps: tuple[str, ...]) -> None:
         """A step's outputs were touched but not changed: remember their new stamps."""
@@ -239,7 +239,7 @@ class State:
         db.execute("UPDATE steps SET out_stamps=? WHERE node=?", (joined, node))
         if self._rows is not None and node in self._rows:
             r = self._rows[node]
-            self._rows[node] = (r[0], r[1], joined, r[3], r[4])
+            self._rows[node] = (r[0], joined, r[2])
 
     def text(self, h: str) -> str | None:
         db = self.db
