@@ -253,6 +253,12 @@ class LiveReporter(Reporter):
         self.progress.update(self._overall, description="[bold]building")
         self._tasks[step] = self.progress.add_task(f"  {step}", total=None)
 
+    def step_progress(self, step: str, done: int, total: int | None) -> None:
+        task = self._tasks.get(step)
+        if self.progress is not None and task is not None:
+            what = f"{done} of {total}" if total else f"{done}"
+            self.progress.update(task, description=f"  {step}  [dim]{what} partitions[/]")
+
     def step_done(self, step: str, status: str, seconds: float) -> None:
         if self.progress is None:
             return

@@ -75,3 +75,21 @@ def test_wordcount_shell_and_path(repo_copy):
     assert p.build("-C", str(wc))["built"] == []
     assert p.build("-C", str(wc), "top=3")["built"] == ["plots", "summary"]
     assert len((wc / "results" / "summary.md").read_text().splitlines()) == 1 + 2 * 4
+
+
+def test_zipf_partitions(repo_copy):
+    p = repo_copy
+    z = p.root / "examples" / "zipf"
+    doc = p.build("-C", str(z))
+    assert doc["built"] == ["counts[abyss]", "counts[isles]", "counts[last]", "counts[sierra]",
+                            "zipf", "plot", "embeddings", "similarity"]
+    assert len(list((z / "results" / "embeddings").iterdir())) > 50
+    sim = json.loads((z / "results" / "similarity.json").read_text())
+    assert set(sim) == {"abyss~isles", "abyss~last", "abyss~sierra", "isles~last",
+                        "isles~sierra", "last~sierra"}
+    assert p.build("-C", str(z))["built"] == []
+    # A fifth book: one more count; the table, plot and the whole-books job rerun.
+    shutil.copy(p.root / "examples" / "books" / "isles.txt", p.root / "examples" / "books" / "isles2.txt")
+    doc = p.build("-C", str(z))
+    assert doc["built"] == ["counts[isles2]", "zipf", "plot", "embeddings", "similarity"]
+    assert p.build("-C", str(z), "top=5")["built"] == ["zipf", "plot"]
