@@ -119,6 +119,8 @@ class Catalog:
         self._plain: dict[str, Location] = dict(resolved or {})
         self._listings: dict[str, dict[str, str]] = {}
         self._paths: dict[str, dict[str, str]] = {}
+        self._shared_prefixes: set[str] | None = None
+        self._prefixes: dict[str, dict[str, dict]] = {}  # remote prefix -> name -> info
         self._templates: dict[str, tuple[Location, list[str], list[str]]] = {}
         self._fs: dict[str, Any] = {}
         self._tmp_dev: int | None = None
@@ -305,13 +307,48 @@ class Catalog:
         loc = self.location(name, key)
         if loc.local:
             return local_stamp(loc.url)
+        info = self._remote_info(loc)
+        return None if info is None else _remote_stamp(info)
+
+    def _remote_info(self, loc: Location) -> dict | None:
+        """An object's metadata: from one listing of its prefix when several datasets
+        live there (one LIST, not one HEAD per object), else from a HEAD."""
+        parent, _, _ = loc.url.rpartition("/")
+        if self._shared_prefixes is None:
+            self._shared_prefixes = self._count_prefixes()
+        fs = self.fs(loc.url)
+        bare = loc.url.split("://", 1)[1]
         try:
-            info = self.fs(loc.url).info(loc.url)
-        except FileNotFoundError:
+            if parent in self._shared_prefixes:
+                listing = self._prefixes.get(parent)
+                if listing is None:
+                    try:
+                        entries = fs.ls(parent, detail=True, refresh=True)
+                    except FileNotFoundError:
+                        entries = []
+                    listing = self._prefixes[parent] = {e["name"]: e for e in entries}
+                return listing.get(bare)
+            return fs.info(loc.url)
+        except FileNotFoundError as e:
+            if "bucket" in str(e).lower():
+                raise self._storage_error(loc, e) from None
             return None
         except Exception as e:
             raise self._storage_error(loc, e) from None
-        return _remote_stamp(info)
+
+    def _count_prefixes(self) -> set[str]:
+        """Remote prefixes holding two or more (whole) datasets: worth one LIST each."""
+        seen: dict[str, int] = {}
+        for name, info in self.datasets.items():
+            if info.placeholders or "://" not in info.location or info.location.startswith("file://"):
+                continue
+            try:
+                url = self.location(name).url
+            except CatalogError:
+                continue
+            parent = url.rpartition("/")[0]
+            seen[parent] = seen.get(parent, 0) + 1
+        return {p for p, n in seen.items() if n >= 2}
 
     def digest(self, name: str, key: str | None = None) -> str:
         """The content digest of the stored dataset. Raises CatalogError."""
@@ -449,7 +486,11 @@ class Catalog:
                 os.unlink(pending.tmp)
         except Exception as e:
             raise self._storage_error(self.location(pending.name), e) from None
-        info = self.fs(pending.final).info(pending.final)
+        fs.invalidate_cache(pending.final.rpartition("/")[0])
+        info = fs.info(pending.final)
+        parent = pending.final.rpartition("/")[0]
+        if parent in self._prefixes:
+            self._prefixes[parent][pending.final.split("://", 1)[1]] = info
         return _remote_stamp(info)
 
     def discard(self, pending: Pending) -> None:
@@ -465,9 +506,7 @@ class Catalog:
             pass
 
     def _storage_error(self, loc: Location, e: Exception) -> CatalogError:
-        return CatalogError(f"dataset `{loc.name}` at `{loc.url}`: {type(e).__name__}: {e}",
-                            help="check the location, the credentials (AWS_* variables) and "
-                                 "the endpoint (AWS_ENDPOINT_URL)")
+        return storage_error(f"dataset `{loc.name}` at `{loc.url}`", e)
 
 
 _PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -519,9 +558,43 @@ def _walk(base: str, deep: bool, folders: bool):
 
 def _remote_stamp(info: dict) -> str:
     """An object's change token: ETag, size and modification time (never its bytes)."""
-    token = info.get("ETag") or info.get("etag") or info.get("md5") or ""
+    token = str(info.get("ETag") or info.get("etag") or info.get("md5") or "").strip('"')
     when = info.get("LastModified") or info.get("mtime") or info.get("created") or ""
-    return f"r:{token}:{info.get('size')}:{when}"
+    if hasattr(when, "timestamp"):
+        when = f"{when.timestamp():.3f}"
+    return f"r:{token}:{info.get('size', info.get('Size'))}:{when}"
+
+
+def same_content(old: str, new: str) -> bool:
+    """Whether two remote stamps name the same bytes without reading them: an ETag is
+    the MD5 of the content for a single-part upload (multipart ETags contain a `-` and
+    depend on the part size, so they prove nothing)."""
+    if not (old.startswith("r:") and new.startswith("r:")):
+        return False
+    o, n = old.split(":"), new.split(":")
+    return len(o) > 2 and len(n) > 2 and o[1] == n[1] and o[2] == n[2] and o[1] != "" \
+        and "-" not in o[1]
+
+
+def storage_error(what: str, e: Exception) -> CatalogError:
+    """A storage failure said plainly: missing bucket, refused credentials, no endpoint."""
+    text = str(e)
+    kind = type(e).__name__
+    low = text.lower()
+    if "bucket" in low and ("not exist" in low or "nosuchbucket" in low):
+        msg, hint = "the bucket does not exist", "create it, or fix the location"
+    elif kind in ("NoCredentialsError", "PartialCredentialsError") or "credential" in low:
+        msg, hint = "no credentials", "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+    elif any(k in text for k in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
+                                 "Forbidden", "403")) or isinstance(e, PermissionError):
+        msg, hint = "access denied", "check the credentials (AWS_* variables) and the bucket's policy"
+    elif kind in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
+                  "ConnectionError") or "connect" in low:
+        msg, hint = "cannot reach the storage endpoint", "check AWS_ENDPOINT_URL and the network"
+    else:
+        msg, hint = f"{kind}: {text}", ("check the location, the credentials (AWS_* variables) "
+                                        "and the endpoint (AWS_ENDPOINT_URL)")
+    return CatalogError(f"{what}: {msg}", help=hint)
 
 
 def clean_temps(root: Path) -> None:

@@ -4,11 +4,13 @@ recording each step the moment it finishes (so an interrupted build keeps its pr
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from . import formats
+from .cache import Caches, limit as cache_limit
 from .catalog import PartitionMap, Pending, clean_temps, stable
 from .errors import CatalogError
 from .graph import RuleNode
@@ -74,7 +76,8 @@ class InputMissing(Exception):
 
 def build(project: "Project", targets: list[str], reporter: "Reporter", *,
           dry_run: bool = False, keep_going: bool = False, forced: set[str] | None = None,
-          always: bool = False, argv: list[str] | None = None) -> BuildResult:
+          always: bool = False, argv: list[str] | None = None,
+          cache: str | None = None, no_cache: bool = False) -> BuildResult:
     """Build `targets` (or plan them, with `dry_run`). Raises KeyboardInterrupt after
     recording what finished."""
     t0 = time.perf_counter()
@@ -83,7 +86,10 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
     state = project.state
     planner = Planner(graph, project.catalog, state, project.params, forced, always)
     result = BuildResult(list(targets), dry_run=dry_run)
-    run = _Build(project, planner, reporter, result, dry_run, keep_going)
+    shared = None if no_cache else (cache or project.graph.cache_url)
+    if shared and "://" not in shared and not os.path.isabs(shared):
+        shared = str(project.root / shared)  # a folder, relative to the Datafile
+    run = _Build(project, planner, reporter, result, dry_run, keep_going, Caches(project, shared))
     if not dry_run:
         state.lock(reporter.waiting_for_lock)
         clean_temps(project.root)
@@ -110,6 +116,11 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
                     state.refresh_stamps(node, stamps)
             with contextlib.suppress(Exception):
                 state.end_run(status)
+            for w in run.caches.warnings:
+                reporter.note(f"warning: {w}")
+            with contextlib.suppress(Exception):
+                if state.cache_total() > cache_limit():
+                    run.caches.local.gc(cache_limit())
             state.unlock()
         result.seconds = time.perf_counter() - t0
     return result
@@ -119,9 +130,10 @@ class _Build:
     """One build's working state: what each rule produced, rule by rule in order."""
 
     def __init__(self, project: "Project", planner: Planner, reporter: "Reporter",
-                 result: BuildResult, dry_run: bool, keep_going: bool):
+                 result: BuildResult, dry_run: bool, keep_going: bool, caches: Caches):
         self.project = project
         self.keep_going = keep_going
+        self.caches = caches
         self.graph = project.graph
         self.catalog = project.catalog
         self.planner = planner
@@ -275,17 +287,32 @@ class _Build:
         if self.dry_run:
             self.reporter.step_planned(step, verdict.reasons)
             return Outcome("planned", None, 0.0, verdict.reasons)
-        self.reporter.step_start(step, verdict.reasons)
         t = time.perf_counter()
         codes = [r.code for r in verdict.reasons]
+        forced = any(r.code == "forced" for r in verdict.reasons)
+        if verdict.sig is not None and not node.generator and not forced:
+            restored = self.caches.restore(node, key, verdict.sig)
+            if restored is not None:
+                res = commit(self.project, restored, key, time.perf_counter() - t)
+                _record(self.project, self.planner, node, step, verdict, digests, res, "cached")
+                self.reporter.step_done(step, "cached", res.seconds)
+                return Outcome("cached", res.digests, res.seconds, verdict.reasons)
+        self.reporter.step_start(step, verdict.reasons)
         try:
             whole_keys = {n: self.keys_of(n) for n, k in zip(node.inputs, node.keys)
                           if not k and self.catalog.is_partitioned(n)}
             if node.generator:
                 res = self.run_yielding(node, verdict, whole_keys)
             else:
-                res = run_step(self.project, node, step, key, whole_keys,
-                               quiet_stdout=self.reporter.json)
+                pendings = run_step(self.project, node, step, key, whole_keys,
+                                    quiet_stdout=self.reporter.json)
+                try:
+                    self.caches.keep(verdict.sig or "", node, pendings)
+                    res = commit(self.project, pendings, key, time.perf_counter() - t)
+                except BaseException:
+                    for p in pendings:
+                        self.catalog.discard(p)
+                    raise
         except (RecipeFailure, CatalogError) as e:
             seconds = time.perf_counter() - t
             text = e.text if isinstance(e, RecipeFailure) else str(e)
@@ -294,6 +321,8 @@ class _Build:
             summary = e.summary if isinstance(e, RecipeFailure) else str(e)
             return Outcome("failed", None, seconds, verdict.reasons, summary)
         _record(self.project, self.planner, node, step, verdict, digests, res)  # type: ignore[arg-type]
+        if not node.generator and verdict.sig is not None:
+            self.caches.share(verdict.sig, node, pendings)
         self.reporter.step_done(step, "built", res.seconds)
         return Outcome("built", res.digests, res.seconds, verdict.reasons)
 
@@ -333,7 +362,7 @@ class _Build:
 
 
 def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
-            verdict: Verdict, digests: list[str], res: StepResult) -> None:
+            verdict: Verdict, digests: list[str], res: StepResult, status: str = "built") -> None:
     detail = planner.detail(node, digests)
     recipe = project.recipes[node.name]
     h = hash_text(recipe.text)
@@ -347,21 +376,21 @@ def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
     project.state.record_step(StepRecord(
         step, verdict.sig, verdict.code_fp, verdict.params_fp, verdict.inputs_fp,
         res.paths, tuple(stable(s) for s in res.stamps), res.digests, detail, time.time(),
-        res.seconds), texts, "built", [r.code for r in verdict.reasons])
+        res.seconds), texts, status, [r.code for r in verdict.reasons])
 
 
 def run_step(project: "Project", node: RuleNode, step: str, key: str | None = None,
              whole_keys: dict[str, list[str]] | None = None, quiet_stdout: bool = False,
              done: frozenset[str] | None = None,
-             on_partition: Callable[[str, str, str, str], None] | None = None) -> StepResult:
-    """Run one step's recipe and commit its outputs. Raises RecipeFailure or CatalogError.
+             on_partition: Callable[[str, str, str, str], None] | None = None) -> list[Pending]:
+    """Run one step's recipe; its outputs are written but not yet visible (`commit`
+    makes them so). Raises RecipeFailure or CatalogError, leaving nothing behind.
 
     `key` is the partition of a pattern rule's step; `whole_keys` the partitions of
     partitioned inputs used whole (bound to lazy mappings). A recipe that yields gets
     `done` and reports each partition it commits to `on_partition(key, path, stamp,
     digest)`.
     """
-    t0 = time.perf_counter()
     recipe = project.recipes[node.name]
     cat = project.catalog
     params = project.params
@@ -392,7 +421,7 @@ def run_step(project: "Project", node: RuleNode, step: str, key: str | None = No
                 if "done" in recipe.args:
                     kwargs["done"] = done or frozenset()
                 _drain(fn(**kwargs), node, step, project, redirect, on_partition)
-                return StepResult((), (), (), time.perf_counter() - t0)
+                return []
             try:
                 with redirect:
                     value = fn(**kwargs)
@@ -425,13 +454,28 @@ def run_step(project: "Project", node: RuleNode, step: str, key: str | None = No
             run_shell(recipe, values_map, project.root, project.display,
                       stdout=sys.stderr if quiet_stdout else None)
             final = [cat.seal(outs[o]) for o in node.outputs]
-        stamps = tuple(cat.commit(p, key) for p in final)
     except BaseException:
         for p in pendings:
             cat.discard(p)
         raise
-    return StepResult(tuple(p.final for p in final), stamps, tuple(p.digest for p in final),
-                      time.perf_counter() - t0)
+    return final
+
+
+def commit(project: "Project", pendings: list[Pending], key: str | None,
+           seconds: float) -> StepResult:
+    """Make a step's written outputs visible, all of them (each by an atomic rename or a
+    single upload). Raises CatalogError."""
+    cat = project.catalog
+    stamps = []
+    for i, p in enumerate(pendings):
+        try:
+            stamps.append(cat.commit(p, key))
+        except BaseException:
+            for rest in pendings[i + 1:]:
+                cat.discard(rest)
+            raise
+    return StepResult(tuple(p.final for p in pendings), tuple(stamps),
+                      tuple(p.digest for p in pendings), seconds)
 
 
 def partition_key(item: Any, node: RuleNode, step: str, where: str) -> tuple[str, Any]:

@@ -71,6 +71,7 @@ class Graph:
         self.code_deps: dict[str, dict[str, str]] = {}  # rule -> {symbol: fingerprint}
         self.spans: dict[str, tuple[str, int, int]] = {}  # name -> (file, line, col)
         self.listed: list[str] = []  # rule and alias names in Datafile order
+        self.cache_url: str | None = None  # the Datafile's `cache "URL"`
         self.locations: dict[str, Any] = {}  # resolved catalog Locations, when env-free
         self._needed: dict[tuple[str, ...], list[str]] = {}
 
@@ -322,6 +323,7 @@ class _Checker:
         g.rules = {n: nodes[n] for n in order}
         g.default = df.rules[0].name if df.rules else None
         g.listed = list(dict.fromkeys(r.name for r in df.rules))
+        g.cache_url = df.cache[0] if df.cache else None
 
         used: set[str] = set()
         for r in df.rules:

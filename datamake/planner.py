@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .catalog import Catalog, stable
+from .catalog import Catalog, same_content, stable
 from .errors import CatalogError
 from .graph import Graph, RuleNode
 from .hashing import hash_parts, hash_text
@@ -101,8 +101,11 @@ class Planner:
             self._files = self.state.files()
         path = self.catalog.path_of(name, key)
         rec = self._files.get(path)
-        if rec is not None and rec[0] == stamp and stamp:
+        if rec is not None and stamp and (rec[0] == stamp or same_content(rec[0], stamp)):
             digest = rec[1]
+            if rec[0] != stamp:
+                self.file_updates.append((path, stamp, digest))
+                self._files[path] = (stamp, digest)
         else:
             digest = self.catalog.digest(name, key)
             if rec is None or rec[0] != stable(stamp) or rec[1] != digest:
@@ -230,6 +233,9 @@ class Planner:
                 continue
             same_place = i < len(old_paths) and old_paths[i] == self.catalog.location(o, key).url
             if same_place and old_stamps[i] == st:
+                continue
+            if same_place and same_content(old_stamps[i], st):
+                new_stamps[i] = st
                 continue
             digest = self.catalog.digest(o, key)
             if same_place and i < len(old_digests) and old_digests[i] == digest:

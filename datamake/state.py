@@ -19,7 +19,7 @@ from typing import Any, Callable, NamedTuple
 
 from .errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATE_DIR = ".datamake"
 
 _SCHEMA = """
@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS runs(
     started REAL NOT NULL, finished REAL, argv TEXT NOT NULL, status TEXT,
     versions TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cache_steps(sig TEXT PRIMARY KEY, outputs TEXT NOT NULL,
+                                       used REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS cache_objects(digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
+                                         used REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS run_steps(run INTEGER NOT NULL, node TEXT NOT NULL,
                                      status TEXT NOT NULL, seconds REAL NOT NULL,
                                      reasons TEXT NOT NULL);
@@ -265,6 +269,86 @@ class State:
         with db:
             db.execute("BEGIN")
             db.executemany("INSERT OR REPLACE INTO files VALUES(?,?,?)", rows)
+
+    # -- the local step cache ------------------------------------------------------
+
+    def cache_entry(self, sig: str) -> list[tuple[str, str]] | None:
+        """The (output, digest) pairs cached under a step signature, or None."""
+        db = self.db
+        if db is None:
+            return None
+        r = db.execute("SELECT outputs FROM cache_steps WHERE sig=?", (sig,)).fetchone()
+        return None if r is None else [tuple(x) for x in json.loads(r[0])]
+
+    def cache_add(self, sig: str | None, outputs: list[tuple[str, str]],
+                  sizes: list[tuple[str, int]]) -> None:
+        db = self.db
+        assert db is not None
+        now = time.time()
+        with db:
+            db.execute("BEGIN")
+            if sig is not None:
+                db.execute("INSERT OR REPLACE INTO cache_steps VALUES(?,?,?)",
+                           (sig, json.dumps(outputs), now))
+            db.executemany("INSERT OR REPLACE INTO cache_objects VALUES(?,?,?)",
+                           [(d, n, now) for d, n in sizes])
+
+    def cache_touch(self, digest: str) -> None:
+        db = self.db
+        assert db is not None
+        db.execute("UPDATE cache_objects SET used=? WHERE digest=?", (time.time(), digest))
+
+    def cache_drop(self, sig: str) -> None:
+        db = self.db
+        if db is not None:
+            db.execute("DELETE FROM cache_steps WHERE sig=?", (sig,))
+
+    def cache_total(self) -> int:
+        db = self.db
+        if db is None:
+            return 0
+        return db.execute("SELECT COALESCE(SUM(size), 0) FROM cache_objects").fetchone()[0]
+
+    def cache_lru_over(self, size: int) -> list[tuple[str, int]]:
+        """Forget least recently used objects until the total is at most `size`;
+        returns them (digest, bytes) for deletion."""
+        db = self.db
+        if db is None:
+            return []
+        total = self.cache_total()
+        out: list[tuple[str, int]] = []
+        if total <= size:
+            return out
+        for digest, n in db.execute("SELECT digest, size FROM cache_objects ORDER BY used"):
+            if total <= size:
+                break
+            out.append((digest, n))
+            total -= n
+        with db:
+            db.execute("BEGIN")
+            db.executemany("DELETE FROM cache_objects WHERE digest=?", [(d,) for d, _ in out])
+        return out
+
+    def cache_missing(self, has: Callable[[str], bool]) -> list[tuple[str, str]]:
+        """Cached steps naming an object that is gone: (sig, digest)."""
+        db = self.db
+        if db is None:
+            return []
+        out = []
+        for sig, outputs in db.execute("SELECT sig, outputs FROM cache_steps").fetchall():
+            for _, digest in json.loads(outputs):
+                if not has(digest):
+                    out.append((sig, digest))
+                    break
+        return out
+
+    def cache_forget(self, sigs: list[str]) -> None:
+        db = self.db
+        if db is None or not sigs:
+            return
+        with db:
+            db.execute("BEGIN")
+            db.executemany("DELETE FROM cache_steps WHERE sig=?", [(s,) for s in sigs])
 
     # -- runs -----------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ import time
 
 from conftest import clean_env
 
+from datamake.state import SCHEMA_VERSION
+
 SLOW = """
     dataset a = "out/a.txt"
     dataset b = "out/b.txt"
@@ -111,7 +113,7 @@ def test_state_of_another_schema_says_how_to_start_over(proj):
     assert r.code == 2
     assert r.err == ("datamake: error: `" + str(proj.path(".datamake/state.db")) +
                      "` was written by another version of datamake (state schema 999, "
-                     "this one reads 1)\nhelp: delete `" + str(proj.path(".datamake")) +
+                     f"this one reads {SCHEMA_VERSION})\nhelp: delete `" + str(proj.path(".datamake")) +
                      "` to start over: the next build rebuilds what it cannot verify\n")
 
 

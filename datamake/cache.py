@@ -1,0 +1,247 @@
+"""The step cache: every output a step wrote, stored by content under the step's
+signature (recipe, parameters, input contents), so that a step whose signature was
+built before is restored instead of run.
+
+Two tiers, one layout of ideas:
+- the local cache in `.datamake/cache/objects/` (files, hard-linked when possible, so
+  keeping them costs no copy), indexed in the state database, trimmed to a size limit
+  by `--gc` and after builds that exceed it ("going back is free");
+- an optional shared cache at any fsspec URL (`cache "s3://team/cache"`): objects under
+  `objects/aa/DIGEST`, step entries under `steps/aa/SIG.json`, written objects first so
+  an entry never names a missing object. Content addressing makes concurrent writers of
+  one signature harmless: they write the same bytes.
+
+A cached object is hashed before use: a corrupt or partial entry is ignored (and the
+recipe runs), never restored.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .catalog import Pending, storage_error
+from .errors import CatalogError
+from .hashing import hash_file
+
+DEFAULT_LIMIT = 10 * 1024 ** 3
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
+def parse_size(text: str) -> int:
+    """`10G`, `500M`, `1.5T`, `1024` -> bytes. Raises ValueError."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1] if t and t[-1] in _UNITS else ""
+    number = t[: len(t) - len(unit)] if unit else t
+    return int(float(number) * _UNITS[unit])
+
+
+def limit() -> int:
+    """The configured size limit of the local cache (DATAMAKE_CACHE_LIMIT, default 10G)."""
+    raw = os.environ.get("DATAMAKE_CACHE_LIMIT")
+    try:
+        return parse_size(raw) if raw else DEFAULT_LIMIT
+    except ValueError:
+        return DEFAULT_LIMIT
+
+
+class Entry(NamedTuple):
+    """A cached step: its outputs' names and digests, in output order."""
+
+    outputs: tuple[tuple[str, str], ...]
+
+
+class LocalCache:
+    """`.datamake/cache`: objects as files, the index in the state database."""
+
+    def __init__(self, root: Path, state: Any):
+        self.dir = Path(root) / ".datamake" / "cache" / "objects"
+        self.state = state
+
+    def path(self, digest: str) -> Path:
+        return self.dir / digest[:2] / digest
+
+    def get(self, sig: str) -> Entry | None:
+        outs = self.state.cache_entry(sig)
+        return None if outs is None else Entry(tuple(outs))
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def keep(self, sig: str, names: list[str], pendings: list[Pending]) -> None:
+        """Keep the files about to be committed, linked into the cache, and index them."""
+        sizes = []
+        for p in pendings:
+            if os.path.isdir(p.tmp) or p.digest.startswith("d:"):
+                return  # folders are not cached
+            obj = self.path(p.digest)
+            if not obj.exists():
+                obj.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(p.tmp, obj)
+            sizes.append((p.digest, obj.stat().st_size))
+        self.state.cache_add(sig, list(zip(names, (p.digest for p in pendings))), sizes)
+
+    def materialize(self, digest: str, tmp: str) -> bool:
+        """Put a verified copy of object `digest` at `tmp`; False when it is missing or
+        corrupt (then it is dropped from the cache)."""
+        obj = self.path(digest)
+        if not obj.is_file():
+            return False
+        if hash_file(str(obj)) != digest:
+            obj.unlink(missing_ok=True)
+            return False
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
+        _link_or_copy(str(obj), tmp)
+        self.state.cache_touch(digest)
+        return True
+
+    def adopt(self, digest: str, path: str) -> None:
+        """Take a verified file (fetched from the shared cache) into the local cache."""
+        obj = self.path(digest)
+        if not obj.exists():
+            obj.parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(path, obj)
+            self.state.cache_add(None, [], [(digest, obj.stat().st_size)])
+
+    def gc(self, size: int) -> tuple[int, int]:
+        """Delete least recently used objects until the cache holds at most `size`
+        bytes; returns (objects removed, bytes freed)."""
+        removed = freed = 0
+        for digest, nbytes in self.state.cache_lru_over(size):
+            self.path(digest).unlink(missing_ok=True)
+            removed += 1
+            freed += nbytes
+        self.state.cache_forget([sig for sig, _ in self.state.cache_missing(self.has)])
+        return removed, freed
+
+
+class SharedCache:
+    """A team's cache at an fsspec URL (S3, a shared folder, ...)."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self._fs = None
+
+    @property
+    def fs(self):
+        if self._fs is None:
+            import fsspec
+
+            self._fs = fsspec.core.url_to_fs(self.url)[0]
+        return self._fs
+
+    def _p(self, *parts: str) -> str:
+        return "/".join([self.url, *parts])
+
+    def get(self, sig: str) -> Entry | None:
+        try:
+            raw = self.fs.cat_file(self._p("steps", sig[:2], sig + ".json"))
+            data = json.loads(raw)
+            return Entry(tuple((str(n), str(d)) for n, d in data["outputs"]))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            return None  # a corrupt entry is a miss
+        except Exception as e:
+            raise storage_error(f"shared cache `{self.url}`", e) from None
+
+    def fetch(self, digest: str, dest: str) -> bool:
+        """Download object `digest` to `dest` and verify it; False when missing or corrupt."""
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        try:
+            self.fs.get_file(self._p("objects", digest[:2], digest), dest)
+        except FileNotFoundError:
+            return False
+        except Exception as e:
+            raise storage_error(f"shared cache `{self.url}`", e) from None
+        if hash_file(dest) != digest:
+            os.unlink(dest)
+            return False
+        return True
+
+    def put(self, sig: str, outputs: list[tuple[str, str]], files: dict[str, str]) -> None:
+        """Upload the objects (those not there yet), then the entry that names them."""
+        try:
+            for _, digest in outputs:
+                path = self._p("objects", digest[:2], digest)
+                if not self.fs.exists(path):
+                    self.fs.put_file(files[digest], path)
+            entry = {"outputs": outputs, "created": time.time()}
+            self.fs.pipe_file(self._p("steps", sig[:2], sig + ".json"),
+                              json.dumps(entry).encode())
+        except Exception as e:
+            raise storage_error(f"shared cache `{self.url}`", e) from None
+
+
+def _link_or_copy(src: str, dst: str | Path) -> None:
+    tmp = f"{dst}.{os.getpid()}.tmp"
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+class Caches:
+    """The local cache and, when configured, the shared one, as the executor uses them."""
+
+    def __init__(self, project: Any, shared_url: str | None):
+        self.project = project
+        self.local = LocalCache(project.root, project.state)
+        self.shared = SharedCache(shared_url) if shared_url else None
+        self.warnings: list[str] = []
+
+    def restore(self, node: Any, key: str | None, sig: str) -> list[Pending] | None:
+        """Pending writes of a step's outputs from the caches, verified, or None."""
+        entry = self.local.get(sig)
+        source = "local"
+        if entry is None and self.shared is not None:
+            try:
+                entry = self.shared.get(sig)
+            except CatalogError as e:
+                self.warnings.append(str(e))
+                entry = None
+            source = "shared"
+        if entry is None or [n for n, _ in entry.outputs] != list(node.outputs):
+            return None
+        cat = self.project.catalog
+        pendings: list[Pending] = []
+        for name, digest in entry.outputs:
+            pend = cat.temp_path(name, key)
+            ok = self.local.materialize(digest, pend.tmp)
+            if not ok and self.shared is not None:
+                try:
+                    ok = self.shared.fetch(digest, pend.tmp)
+                except CatalogError as e:
+                    self.warnings.append(str(e))
+                    ok = False
+                if ok:
+                    self.local.adopt(digest, pend.tmp)
+            if not ok:
+                for p in pendings:
+                    cat.discard(p)
+                if source == "local":
+                    self.project.state.cache_drop(sig)
+                return None
+            pendings.append(pend._replace(digest=digest))
+        if source == "shared":
+            self.project.state.cache_add(sig, list(entry.outputs), [])
+        return pendings
+
+    def keep(self, sig: str, node: Any, pendings: list[Pending]) -> None:
+        self.local.keep(sig, list(node.outputs), pendings)
+
+    def share(self, sig: str, node: Any, pendings: list[Pending]) -> None:
+        """Upload a built step to the shared cache (from the local cache's copies)."""
+        if self.shared is None or any(p.digest.startswith("d:") for p in pendings):
+            return
+        files = {p.digest: str(self.local.path(p.digest)) for p in pendings}
+        if not all(os.path.exists(f) for f in files.values()):
+            return
+        try:
+            self.shared.put(sig, [(n, p.digest) for n, p in zip(node.outputs, pendings)], files)
+        except CatalogError as e:
+            self.warnings.append(str(e))
