@@ -124,6 +124,7 @@ class SharedCache:
     def __init__(self, url: str):
         self.url = url.rstrip("/")
         self._fs = None
+        self._local = False
 
     @property
     def fs(self):
@@ -131,7 +132,12 @@ class SharedCache:
             import fsspec
 
             self._fs = fsspec.core.url_to_fs(self.url)[0]
+            self._local = "file" in self._fs.protocol or "local" in self._fs.protocol
         return self._fs
+
+    def _parent(self, path: str) -> None:
+        if self._local:  # a folder: its subfolders must exist before a write
+            self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
 
     def _p(self, *parts: str) -> str:
         return "/".join([self.url, *parts])
@@ -168,10 +174,12 @@ class SharedCache:
             for _, digest in outputs:
                 path = self._p("objects", digest[:2], digest)
                 if not self.fs.exists(path):
+                    self._parent(path)
                     self.fs.put_file(files[digest], path)
             entry = {"outputs": outputs, "created": time.time()}
-            self.fs.pipe_file(self._p("steps", sig[:2], sig + ".json"),
-                              json.dumps(entry).encode())
+            path = self._p("steps", sig[:2], sig + ".json")
+            self._parent(path)
+            self.fs.pipe_file(path, json.dumps(entry).encode())
         except Exception as e:
             raise storage_error(f"shared cache `{self.url}`", e) from None
 

@@ -284,6 +284,90 @@ class Catalog:
             listed.pop(key, None)
             self._paths[name].pop(key, None)
 
+    # -- versions -----------------------------------------------------------------
+
+    def _versions_dir(self, name: str) -> str:
+        url = self.location(name).url
+        parent, _, base = url.rstrip("/").rpartition("/")
+        return f"{parent}/.versions/{base}"
+
+    def versions(self, name: str) -> list:
+        """The saved versions of a `versioned` dataset, oldest first (one listing)."""
+        from .versions import parse
+
+        folder = self._versions_dir(name)
+        loc = self.location(name)
+        found = []
+        try:
+            if loc.local:
+                entries = [(e.name, e.path, e.stat().st_size) for e in os.scandir(folder)
+                           if e.is_file()]
+            else:
+                fs = self.fs(folder)
+                proto = folder.split("://", 1)[0]
+                entries = [(d["name"].rsplit("/", 1)[-1], f"{proto}://{d['name']}",
+                            d.get("size")) for d in fs.ls(folder, detail=True, refresh=True)]
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise self._storage_error(loc, e) from None
+        for fname, url, size in entries:
+            v = parse(fname, url, size)
+            if v is not None:
+                found.append(v)
+        return sorted(found, key=lambda v: v.id)
+
+    def save_version(self, name: str, digest: str, sig: str | None) -> None:
+        """Keep the stored (just committed) value of `name` as a new version, unless the
+        latest version holds the same bytes."""
+        from .versions import file_name, new_id
+
+        known = self.versions(name)
+        if known and known[-1].digest == digest:
+            return
+        loc = self.location(name)
+        base = loc.url.rstrip("/").rpartition("/")[2]
+        dot = base.rfind(".")
+        ext = base[dot:] if dot > 0 else ""
+        folder = self._versions_dir(name)
+        target = f"{folder}/{file_name(new_id(time.time()), digest, sig, ext)}"
+        try:
+            if loc.local:
+                os.makedirs(folder, exist_ok=True)
+                tmp = f"{target}.{os.getpid()}.tmp"
+                try:
+                    os.link(loc.url, tmp)  # outputs are replaced by rename: safe to share
+                except OSError:
+                    import shutil
+
+                    shutil.copyfile(loc.url, tmp)
+                os.replace(tmp, target)
+            else:
+                self.fs(loc.url).copy(loc.url, target)
+        except OSError as e:
+            raise self._storage_error(loc, e) from None
+
+    def load_version(self, name: str, url: str) -> Any:
+        """The value of one saved version of `name`."""
+        loc = self.location(name)
+        fmt = formats.get(loc.format) if loc.format != formats.PATH else None
+        if fmt is None:
+            return url
+        try:
+            if loc.local:
+                with open(url, "rb") as f:
+                    return fmt.load(f, loc.options)
+            with self.fs(url).open(url, "rb") as f:
+                return fmt.load(f, loc.options)
+        except FormatError as e:
+            raise CatalogError(f"dataset `{name}` version `{url}`: {e}") from None
+
+    def read_bytes(self, url: str) -> bytes:
+        if "://" not in url:
+            with open(url, "rb") as f:
+                return f.read()
+        return self.fs(url).cat_file(url)
+
     def fs(self, url: str):
         """The fsspec filesystem for a URL (imported on first use)."""
         protocol = url.split("://", 1)[0]

@@ -60,25 +60,37 @@ def split_args(args: tuple[str, ...]) -> tuple[list[str], dict[str, Any], list[s
               default="dot", show_default=True, help="Format of --dag.")
 @click.option("-o", "--output", metavar="FILE", help="Write --dag to FILE.")
 @click.option("--check", is_flag=True, help="Static checks of the Datafile; runs nothing.")
+@click.option("--cache", "cache_url", metavar="URL",
+              help="Use this shared cache (S3 or any fsspec URL, or a folder).")
+@click.option("--no-cache", is_flag=True, help="Ignore the shared cache.")
+@click.option("--history", metavar="NAME", help="The saved versions of a versioned dataset.")
+@click.option("--diff", metavar="NAME",
+              help="Compare the metrics of two versions of NAME (args: [V1 [V2]]).")
+@click.option("--gc", "gc_size", is_flag=False, flag_value="", default=None, metavar="[SIZE]",
+              help="Trim the local cache to SIZE (default: DATAMAKE_CACHE_LIMIT or 10G).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--quiet", is_flag=True, help="Print only errors and the summary of failures.")
 @click.version_option(package_name="datamake", prog_name="datamake")
 def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
          question: bool, always_make: bool, force: tuple[str, ...], keep_going: bool,
          explain: bool, list_: bool, dag: bool, dag_format: str, output: str | None,
-         check: bool, as_json: bool, quiet: bool) -> None:
+         check: bool, cache_url: str | None, no_cache: bool, history: str | None,
+         diff: str | None, gc_size: str | None, as_json: bool, quiet: bool) -> None:
     """datamake: Make for data. Builds TARGET (default: the first rule) and exactly the
     stale part of the pipeline it needs."""
     sys.exit(run(args, file=file, directory=directory, dry_run=dry_run, question=question,
                  always_make=always_make, force=force, keep_going=keep_going,
                  explain=explain, list_=list_, dag=dag, dag_format=dag_format,
-                 output=output, check=check, as_json=as_json, quiet=quiet))
+                 output=output, check=check, cache_url=cache_url, no_cache=no_cache,
+                 history=history, diff=diff, gc_size=gc_size, as_json=as_json, quiet=quiet))
 
 
 def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: bool,
         question: bool, always_make: bool, force: tuple[str, ...], keep_going: bool,
         explain: bool, list_: bool, dag: bool, dag_format: str, output: str | None,
-        check: bool, as_json: bool, quiet: bool) -> int:
+        check: bool, as_json: bool, quiet: bool, cache_url: str | None = None,
+        no_cache: bool = False, history: str | None = None, diff: str | None = None,
+        gc_size: str | None = None) -> int:
     """The command line's work; returns the exit code."""
     from .reporter import JsonReporter, LiveReporter, Reporter
 
@@ -101,10 +113,16 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         project = Project(file, params=overrides)
         if check:
             return _check(project, file, reporter, as_json)
-        if project.warnings and not as_json and not quiet:
-            reporter.diagnostics(project.warnings)
         if list_:
             return _list(project, reporter, as_json)
+        if history:
+            return _history(project, history, reporter, as_json)
+        if diff:
+            return _diff(project, diff, targets, reporter, as_json)
+        if gc_size is not None:
+            return _gc(project, gc_size, reporter, as_json)
+        if project.warnings and not as_json and not quiet:
+            reporter.diagnostics(project.warnings)
         asked = list(targets)
         targets = project.resolve_targets(targets)
         for name in force:
@@ -148,7 +166,7 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
                 return EXIT_FAILED
             return EXIT_OK
         result = build(project, targets, reporter, keep_going=keep_going, forced=forced,
-                       always=always_make, argv=sys.argv)
+                       always=always_make, argv=sys.argv, cache=cache_url, no_cache=no_cache)
         reporter.finish(result, _resume(file, directory, asked, raw))
         return EXIT_OK if result.ok else EXIT_FAILED
     except DatamakeError as e:
@@ -246,3 +264,108 @@ def _list(project, reporter, as_json: bool) -> int:
         lines.append(f"  {n:<{width}}  {d}".rstrip())
     reporter.print("\n".join(lines))
     return EXIT_OK
+
+
+def _versioned(project, name: str):
+    from .diagnostics import did_you_mean
+
+    info = project.graph.datasets.get(name)
+    if info is None:
+        raise UsageError(f"no dataset named `{name}`",
+                         help=did_you_mean(name, project.graph.datasets))
+    if not info.versioned:
+        raise UsageError(f"`{name}` is not versioned",
+                         help=f"declare it `dataset {name} = \"...\" versioned`")
+    return project.catalog.versions(name)
+
+
+def _history(project, name: str, reporter, as_json: bool) -> int:
+    versions = _versioned(project, name)
+    if as_json:
+        reporter.document([{"version": v.id, "time": v.time.isoformat(), "digest": v.digest,
+                            "signature": v.sig, "size": v.size, "path": v.url}
+                           for v in versions])
+        return EXIT_OK
+    loc = project.catalog.location(name)
+    if not versions:
+        reporter.print(f"`{name}` ({project.catalog.shown(loc)}) has no saved versions yet")
+        return EXIT_OK
+    lines = [f"Versions of `{name}` ({project.catalog.shown(loc)}), oldest first:",
+             f"  {'version':<21} {'time (local)':<19}  {'content':<12}  {'step':<12}  size"]
+    for i, v in enumerate(versions):
+        when = v.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        size = "" if v.size is None else _human(v.size)
+        mark = "  (latest)" if i == len(versions) - 1 else ""
+        lines.append(f"  {v.id:<21} {when:<19}  {v.digest[:12]:<12}  {v.sig[:12]:<12}  {size}{mark}")
+    reporter.print("\n".join(lines))
+    return EXIT_OK
+
+
+def _diff(project, name: str, args: list[str], reporter, as_json: bool) -> int:
+    from .versions import VersionError, diff, metrics_of, resolve
+
+    versions = _versioned(project, name)
+    if len(args) > 2:
+        raise UsageError("--diff takes a dataset and at most two versions")
+    specs = (args + ["previous", "latest"][len(args):]) if len(args) < 2 else args
+    if len(args) == 1:
+        specs = [args[0], "latest"]
+    try:
+        a, b = resolve(versions, specs[0]), resolve(versions, specs[1])
+    except VersionError as e:
+        raise UsageError(f"`{name}`: {e}", help=f"`datamake --history {name}` lists its versions") from None
+    fmt = project.catalog.location(name).format
+    if fmt not in ("html", "json"):
+        raise UsageError(f"`{name}` is {fmt}: --diff compares the metrics of a report (html) "
+                         f"or of a json dataset")
+    cat = project.catalog
+    table = diff(metrics_of(cat.read_bytes(a.url), fmt), metrics_of(cat.read_bytes(b.url), fmt))
+    if as_json:
+        reporter.document({"name": name, "from": a.id, "to": b.id, "metrics": table})
+        return EXIT_OK
+    lines = [f"`{name}`: {a.id} -> {b.id}"]
+    if not table:
+        lines.append("  no metrics in either version")
+    width = max([len("metric")] + [len(k) for k in table])
+    lines.append(f"  {'metric':<{width}}  {'before':>12}  {'after':>12}  change")
+    for k, row in table.items():
+        change = "" if row["change"] is None else f"{row['change']:+.4g}"
+        if row["relative"] is not None:
+            change += f" ({row['relative']:+.1%})"
+        lines.append(f"  {k:<{width}}  {_num(row['before']):>12}  {_num(row['after']):>12}  {change}")
+    reporter.print("\n".join(lines))
+    return EXIT_OK
+
+
+def _gc(project, size_text: str, reporter, as_json: bool) -> int:
+    from .cache import LocalCache, limit, parse_size
+
+    try:
+        size = parse_size(size_text) if size_text else limit()
+    except ValueError:
+        raise UsageError(f"--gc: `{size_text}` is not a size", help="write e.g. `--gc 5G`, `--gc 500M`") from None
+    state = project.state
+    state.lock(reporter.waiting_for_lock)
+    try:
+        removed, freed = LocalCache(project.root, state).gc(size)
+        left = state.cache_total()
+    finally:
+        state.unlock()
+    if as_json:
+        reporter.document({"removed": removed, "freed": freed, "size": left, "limit": size})
+    else:
+        reporter.print(f"datamake: removed {removed} cached objects ({_human(freed)}); the "
+                       f"local cache holds {_human(left)} (limit {_human(size)})")
+    return EXIT_OK
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.6g}"

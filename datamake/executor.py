@@ -143,12 +143,35 @@ class _Build:
         self.status: dict[str, str] = {}  # rule -> ok | failed | skipped
         self.digests: dict[str, str | None] = {}  # whole outputs: name -> digest
         self.parts: dict[str, dict[str, str | None]] = {}  # partitioned outputs
+        self._pins: dict[tuple[str, str], Any] = {}
 
     # -- inputs -------------------------------------------------------------------------
 
     def _blocked(self, node: RuleNode) -> bool:
         return any(self.status.get(self.graph.producer.get(n, ""), "ok") != "ok"
-                   for n in node.inputs)
+                   for n, v in zip(node.inputs, node.versions) if v is None)
+
+    def pinned(self, name: str, spec: str):
+        """The saved version `spec` of `name`. Raises InputMissing."""
+        from .versions import VersionError, resolve
+
+        memo = self._pins.get((name, spec))
+        if memo is None:
+            try:
+                memo = self._pins[(name, spec)] = resolve(self.catalog.versions(name), spec)
+            except VersionError as e:
+                raise InputMissing(f"input `{name}@{spec}`: {e}",
+                                   help=f"`datamake --history {name}` lists its versions") from None
+        return memo
+
+    def digest_of(self, node: RuleNode, i: int, key: str | None) -> str | None:
+        """The digest of input `i` of a step (partition `key` of a pattern rule)."""
+        name = node.inputs[i]
+        if node.versions[i] is not None:
+            return self.pinned(name, node.versions[i]).digest
+        if node.keys[i]:
+            return self.part(name, key)  # type: ignore[arg-type]
+        return self.whole(name)
 
     def keys_of(self, name: str) -> list[str]:
         """The partitions of a partitioned input, in key order."""
@@ -198,7 +221,7 @@ class _Build:
     def single(self, node: RuleNode) -> bool:
         """A rule with one step (its outputs whole, or written partition by partition
         by a recipe that yields)."""
-        digests = [self.whole(n) for n in node.inputs]
+        digests = [self.digest_of(node, i, None) for i in range(len(node.inputs))]
         verdict = self.planner.judge(node, node.name, digests)
         outcome = self.execute(node, node.name, verdict, digests, None)
         self.result.outcomes[node.name] = outcome
@@ -221,13 +244,13 @@ class _Build:
         for n in keyed:
             ks = set(self.keys_of(n))
             keys = ks if keys is None else keys & ks
-        whole = {n: self.whole(n) for n, k in zip(node.inputs, node.keys) if not k}
+        whole = {i: self.digest_of(node, i, None) for i, k in enumerate(node.keys) if not k}
         out_parts: dict[str, dict[str, str | None]] = {o: {} for o in node.outputs}
         ok = True
         for key in sorted(keys or ()):
             step = f"{node.name}[{key}]"
-            digests = [self.part(n, key) if k else whole[n]
-                       for n, k in zip(node.inputs, node.keys)]
+            digests = [self.part(n, key) if k else whole[i]
+                       for i, (n, k) in enumerate(zip(node.inputs, node.keys))]
             verdict = self.planner.judge(node, step, digests, key)
             outcome = self.execute(node, step, verdict, digests, key)
             self.result.outcomes[step] = outcome
@@ -294,6 +317,7 @@ class _Build:
             restored = self.caches.restore(node, key, verdict.sig)
             if restored is not None:
                 res = commit(self.project, restored, key, time.perf_counter() - t)
+                self.save_versions(node, key, res, verdict.sig)
                 _record(self.project, self.planner, node, step, verdict, digests, res, "cached")
                 self.reporter.step_done(step, "cached", res.seconds)
                 return Outcome("cached", res.digests, res.seconds, verdict.reasons)
@@ -304,8 +328,10 @@ class _Build:
             if node.generator:
                 res = self.run_yielding(node, verdict, whole_keys)
             else:
+                pins = {i: self.pinned(n, v).url
+                        for i, (n, v) in enumerate(zip(node.inputs, node.versions)) if v}
                 pendings = run_step(self.project, node, step, key, whole_keys,
-                                    quiet_stdout=self.reporter.json)
+                                    quiet_stdout=self.reporter.json, pins=pins)
                 try:
                     self.caches.keep(verdict.sig or "", node, pendings)
                     res = commit(self.project, pendings, key, time.perf_counter() - t)
@@ -320,11 +346,24 @@ class _Build:
             self.project.state.record_run_step(step, "failed", seconds, codes)
             summary = e.summary if isinstance(e, RecipeFailure) else str(e)
             return Outcome("failed", None, seconds, verdict.reasons, summary)
+        try:
+            self.save_versions(node, key, res, verdict.sig)
+        except CatalogError as e:
+            self.reporter.note(f"warning: {e}")
         _record(self.project, self.planner, node, step, verdict, digests, res)  # type: ignore[arg-type]
         if not node.generator and verdict.sig is not None:
             self.caches.share(verdict.sig, node, pendings)
         self.reporter.step_done(step, "built", res.seconds)
         return Outcome("built", res.digests, res.seconds, verdict.reasons)
+
+    def save_versions(self, node: RuleNode, key: str | None, res: StepResult,
+                      sig: str | None) -> None:
+        if key is not None or node.generator:
+            return
+        for o, digest in zip(node.outputs, res.digests):
+            info = self.graph.datasets.get(o)
+            if info is not None and info.versioned:
+                self.catalog.save_version(o, digest, sig)
 
     def run_yielding(self, node: RuleNode, verdict: Verdict,
                      whole_keys: dict[str, list[str]]) -> StepResult:
@@ -382,7 +421,8 @@ def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
 def run_step(project: "Project", node: RuleNode, step: str, key: str | None = None,
              whole_keys: dict[str, list[str]] | None = None, quiet_stdout: bool = False,
              done: frozenset[str] | None = None,
-             on_partition: Callable[[str, str, str, str], None] | None = None) -> list[Pending]:
+             on_partition: Callable[[str, str, str, str], None] | None = None,
+             pins: dict[int, str] | None = None) -> list[Pending]:
     """Run one step's recipe; its outputs are written but not yet visible (`commit`
     makes them so). Raises RecipeFailure or CatalogError, leaving nothing behind.
 
@@ -403,8 +443,11 @@ def run_step(project: "Project", node: RuleNode, step: str, key: str | None = No
         if recipe.kind == "python":
             fn = make_function(recipe, node.name, project.namespace.globals())
             kwargs: dict[str, Any] = {}
-            for name, local, k in zip(node.inputs, node.locals, node.keys):
-                if name in whole_keys:
+            pins = pins or {}
+            for i, (name, local, k) in enumerate(zip(node.inputs, node.locals, node.keys)):
+                if i in pins:
+                    kwargs[local] = cat.load_version(name, pins[i])
+                elif name in whole_keys:
                     kwargs[local] = PartitionMap(cat, name, whole_keys[name])
                 else:
                     kwargs[local] = cat.load(name, key if k else None)
@@ -439,8 +482,8 @@ def run_step(project: "Project", node: RuleNode, step: str, key: str | None = No
             final = [sealed.get(o) or written[o] for o in node.outputs]
         else:
             values_map: dict[str, str] = {}
-            for name, local, k in zip(node.inputs, node.locals, node.keys):
-                values_map[local] = cat.location(name, key if k else None).url
+            for i, (name, local, k) in enumerate(zip(node.inputs, node.locals, node.keys)):
+                values_map[local] = (pins or {}).get(i) or cat.location(name, key if k else None).url
             for p, local in zip(node.params, node.param_locals):
                 values_map[local] = str(params[p])
             if node.key and key is not None:

@@ -110,7 +110,9 @@ class Graph:
             rule = self.producer.get(name)
             if rule is not None and rule not in want:
                 want.add(rule)
-                stack.extend(self.rules[rule].inputs)
+                node = self.rules[rule]
+                # A pinned version (`name@v`) is read as saved: its rule need not run.
+                stack.extend(n for n, v in zip(node.inputs, node.versions) if v is None)
         if len(want) == len(self.rules):
             out = list(self.rules.values())
         else:
@@ -237,6 +239,11 @@ class _Checker:
             if d.name in declared and declared[d.name] is d:
                 g.datasets[d.name] = DatasetInfo(d.name, d.location, d.format, d.options,
                                                  d.versioned, True, placeholders(d.location))
+                if d.versioned and g.datasets[d.name].placeholders:
+                    self.err(f"`{d.name}` is partitioned and versioned; only whole datasets "
+                             f"keep versions", d.span,
+                             help="drop `versioned`: each partition already records what it "
+                                  "was built from")
         for i, r in enumerate(df.rules):
             if r.recipe is None:
                 continue
@@ -276,7 +283,8 @@ class _Checker:
                     locs.append(inp.local)
                     keys.append(inp.key)
                     vers.append(inp.version)
-            deps[r.name] = [(inp.name, inp.span) for inp in r.inputs if inp.name in names]
+            deps[r.name] = [(inp.name, inp.span) for inp in r.inputs
+                            if inp.name in names and inp.version is None]
             if r.recipe is None:
                 if r.name not in g.aliases:
                     g.aliases[r.name] = tuple(ins)
@@ -433,6 +441,16 @@ class _Checker:
                          f"`{{{ds.placeholders[0]}}}`), but its rule writes it whole", o.span,
                          help=f"write a pattern rule `{o.name}[key]: input[key] ...`, or a "
                               f"recipe that yields `(key, value)` pairs")
+        for i in r.inputs:
+            if i.version is None:
+                continue
+            ds = g.datasets.get(i.name)
+            if ds is None or not ds.versioned:
+                self.err(f"`{i.name}@{i.version}` pins a version, but `{i.name}` is not "
+                         f"versioned", i.span,
+                         help=f"declare it `dataset {i.name} = \"...\" versioned`")
+            elif ds.placeholders:
+                self.err(f"`{i.name}` is partitioned: its versions cannot be pinned", i.span)
         keyed = [i for i in r.inputs if i.key]
         for i in keyed:
             if not key:

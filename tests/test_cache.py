@@ -1,0 +1,115 @@
+"""Going back is free: every output stays addressable by its step's signature in the
+local cache, within a size limit (`--gc`); versioned datasets keep every version."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from conftest import clean_env
+
+DATAFILE = """
+    param k = 1
+    dataset numbers = "numbers.txt"
+    dataset scaled = "out/scaled.json"
+    dataset report = "out/report.html" versioned
+
+    python:
+        from datamake import Report
+
+        def log(name):
+            with open("calls.log", "a") as f:
+                f.write(name + "\\n")
+
+    report: scaled
+        log("report")
+        Report("Numbers").metric("total", sum(scaled)).metric("n", len(scaled))
+
+    scaled: numbers k
+        log("scaled")
+        [int(x) * k for x in numbers.split()]
+"""
+
+
+def calls(proj):
+    p = proj.path("calls.log")
+    return p.read_text().split() if p.exists() else []
+
+
+@pytest.fixture
+def nums(proj):
+    proj.write("Datafile", DATAFILE)
+    proj.write("numbers.txt", "1 2 3\n")
+    assert proj.built() == ["scaled", "report"]
+    return proj
+
+
+def test_switching_a_parameter_back_restores_without_running(nums):
+    assert nums.built("k=2") == ["scaled", "report"]
+    doc = nums.build()  # k back to 1
+    assert (doc["built"], doc["cached"]) == ([], ["scaled", "report"])
+    assert calls(nums) == ["scaled", "report", "scaled", "report"]
+    assert json.loads(nums.read("out/scaled.json")) == [1, 2, 3]
+    doc = nums.build("k=2")
+    assert (doc["built"], doc["cached"]) == ([], ["scaled", "report"])
+    assert json.loads(nums.read("out/scaled.json")) == [2, 4, 6]
+
+
+def test_gc_trims_the_cache_and_going_back_then_runs(nums):
+    assert nums.built("k=2") == ["scaled", "report"]
+    r = nums.run("--gc", "1")
+    assert r.code == 0 and r.out.startswith("datamake: removed 4 cached objects")
+    assert nums.built() == ["scaled", "report"]  # the cache was emptied: really run
+    assert len(calls(nums)) == 6
+    r = nums.run("--gc", "nonsense")
+    assert r.code == 2 and "is not a size" in r.err
+
+
+def test_the_size_limit_applies_after_each_build(nums):
+    env = clean_env(DATAMAKE_CACHE_LIMIT="10")
+    assert nums.run("--json", "k=2", env=env).json["built"] == ["scaled", "report"]
+    r = nums.run("--json", env=env)
+    assert r.json["built"] == ["scaled", "report"]  # over the limit: nothing was kept
+
+
+def test_a_corrupt_cached_object_is_never_restored(nums):
+    assert nums.built("k=2") == ["scaled", "report"]
+    objects = nums.path(".datamake/cache/objects")
+    for folder in objects.iterdir():
+        for obj in folder.iterdir():
+            obj.chmod(0o644)
+            obj.write_bytes(b"garbage")  # in place: breaks the hard-linked copies too
+    doc = nums.build()
+    assert doc["built"] == ["scaled", "report"]
+    assert json.loads(nums.read("out/scaled.json")) == [1, 2, 3]
+
+
+def test_versions_history_pins_and_diff(nums):
+    assert nums.built("k=10") == ["scaled", "report"]
+    hist = nums.run("--history", "report", "--json").json
+    assert len(hist) == 2
+    assert [h["signature"][:4] != "none" for h in hist] == [True, True]
+    assert os.path.exists(hist[0]["path"]) and hist[0]["path"].startswith(
+        str(nums.path("out/.versions/report.html")))
+    r = nums.run("--diff", "report")
+    assert r.out.splitlines()[1:] == [
+        "  metric        before         after  change",
+        "  n                  3             3  +0 (+0.0%)",
+        "  total              6            60  +54 (+900.0%)"]
+    # Pin the first version as an input of another rule.
+    first = hist[0]["version"][:15]
+    nums.write("Datafile", DATAFILE + f"""
+    dataset compare = "out/compare.txt"
+    compare: report@{first} as before report
+        str(before.count("metric")) + " " + str(len(report) > 0)
+    """)
+    assert nums.built("compare", "k=10") == ["compare"]
+    r = nums.run("compare", "k=10")
+    assert r.code == 0
+    bad = nums.write("Datafile", DATAFILE + """
+    compare: scaled@2026
+        scaled
+    """)
+    r = nums.run("compare")
+    assert r.code == 2 and "`scaled@2026` pins a version, but `scaled` is not versioned" in r.err
