@@ -98,7 +98,7 @@ def test_versions_history_pins_and_diff(nums):
         "  n                  3             3  +0 (+0.0%)",
         "  total              6            60  +54 (+900.0%)"]
     # Pin the first version as an input of another rule.
-    first = hist[0]["version"][:15]
+    first = hist[0]["version"]
     nums.write("Datafile", DATAFILE + f"""
     dataset compare = "out/compare.txt"
     compare: report@{first} as before report
