@@ -68,6 +68,10 @@ def split_args(args: tuple[str, ...]) -> tuple[list[str], dict[str, Any], list[s
               help="Compare the metrics of two versions of NAME (args: [V1 [V2]]).")
 @click.option("--gc", "gc_size", is_flag=False, flag_value="", default=None, metavar="[SIZE]",
               help="Trim the local cache to SIZE (default: DATAMAKE_CACHE_LIMIT or 10G).")
+@click.option("--watch", is_flag=True,
+              help="Build, then rebuild whenever a source changes (Ctrl-C stops).")
+@click.option("--poll", type=float, default=10.0, show_default=True, metavar="SECONDS",
+              help="With --watch, how often remote inputs are checked.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--quiet", is_flag=True, help="Print only errors and the summary of failures.")
 @click.version_option(package_name="datamake", prog_name="datamake")
@@ -75,14 +79,16 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
          question: bool, always_make: bool, force: tuple[str, ...], keep_going: bool,
          explain: bool, list_: bool, dag: bool, dag_format: str, output: str | None,
          check: bool, cache_url: str | None, no_cache: bool, history: str | None,
-         diff: str | None, gc_size: str | None, as_json: bool, quiet: bool) -> None:
+         diff: str | None, gc_size: str | None, watch: bool, poll: float, as_json: bool,
+         quiet: bool) -> None:
     """datamake: Make for data. Builds TARGET (default: the first rule) and exactly the
     stale part of the pipeline it needs."""
     sys.exit(run(args, file=file, directory=directory, dry_run=dry_run, question=question,
                  always_make=always_make, force=force, keep_going=keep_going,
                  explain=explain, list_=list_, dag=dag, dag_format=dag_format,
                  output=output, check=check, cache_url=cache_url, no_cache=no_cache,
-                 history=history, diff=diff, gc_size=gc_size, as_json=as_json, quiet=quiet))
+                 history=history, diff=diff, gc_size=gc_size, as_json=as_json, quiet=quiet,
+                 watch=watch, poll=poll))
 
 
 def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: bool,
@@ -90,7 +96,7 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         explain: bool, list_: bool, dag: bool, dag_format: str, output: str | None,
         check: bool, as_json: bool, quiet: bool, cache_url: str | None = None,
         no_cache: bool = False, history: str | None = None, diff: str | None = None,
-        gc_size: str | None = None) -> int:
+        gc_size: str | None = None, watch: bool = False, poll: float = 10.0) -> int:
     """The command line's work; returns the exit code."""
     from .reporter import JsonReporter, LiveReporter, Reporter
 
@@ -110,6 +116,8 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         targets, overrides, raw = split_args(args)
         from .project import Project
 
+        if watch:
+            return _watch(file, overrides, reporter, poll)
         project = Project(file, params=overrides)
         if check:
             return _check(project, file, reporter, as_json)
@@ -369,3 +377,30 @@ def _human(n: int) -> str:
 
 def _num(v) -> str:
     return "-" if v is None else f"{v:.6g}"
+
+
+def _watch(file: str, overrides: dict[str, Any], reporter, poll: float) -> int:
+    from .project import Project
+    from .watch import watch
+
+    argv = [sys.executable, "-m", "datamake"]
+    skip = False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a == "--watch" or a.startswith("--poll="):
+            continue
+        if a == "--poll":
+            skip = True
+            continue
+        if a in ("-C", "--directory") or a.startswith(("-C", "--directory=")):
+            # Already in that folder; the child runs here.
+            skip = a in ("-C", "--directory")
+            continue
+        argv.append(a)
+
+    def say(text: str) -> None:
+        reporter.print(f"datamake watch: {text}")
+
+    return watch(argv, lambda: Project(file, params=overrides), say, poll)
