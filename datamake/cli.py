@@ -38,8 +38,22 @@ def split_args(args: tuple[str, ...]) -> tuple[list[str], dict[str, Any], list[s
     return targets, overrides, raw
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"],
-                                 "max_content_width": 100})
+class _Command(click.Command):
+    """`-j` alone means "as many as CPUs", as in Make, even before a target name."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        fixed: list[str] = []
+        for i, a in enumerate(args):
+            fixed.append(a)
+            if a in ("-j", "--jobs"):
+                nxt = args[i + 1] if i + 1 < len(args) else None
+                if nxt is None or not nxt.isdigit():
+                    fixed.append("0")
+        return super().parse_args(ctx, fixed)
+
+
+@click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"],
+                                               "max_content_width": 100})
 @click.argument("args", nargs=-1, metavar="[TARGET ...] [NAME=VALUE ...]")
 @click.option("-f", "--file", "file", default="Datafile", metavar="FILE",
               help="The Datafile (default: Datafile in the current folder).")
@@ -52,6 +66,10 @@ def split_args(args: tuple[str, ...]) -> tuple[list[str], dict[str, Any], list[s
               help="Treat rule NAME as stale (repeatable).")
 @click.option("-k", "--keep-going", is_flag=True,
               help="After a failure, build everything that does not depend on it.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, metavar="N",
+              help="Run up to N recipes at once (processes); -j alone: one per CPU.")
+@click.option("--executor", default="local", metavar="URL",
+              help="Where recipes run: local, dask (a local Dask cluster) or dask://HOST:PORT.")
 @click.option("--explain", is_flag=True,
               help="Say for each rule why it is stale or fresh (runs nothing).")
 @click.option("--list", "list_", is_flag=True, help="The targets with their descriptions.")
@@ -80,7 +98,7 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
          explain: bool, list_: bool, dag: bool, dag_format: str, output: str | None,
          check: bool, cache_url: str | None, no_cache: bool, history: str | None,
          diff: str | None, gc_size: str | None, watch: bool, poll: float, as_json: bool,
-         quiet: bool) -> None:
+         quiet: bool, jobs: int, executor: str) -> None:
     """datamake: Make for data. Builds TARGET (default: the first rule) and exactly the
     stale part of the pipeline it needs."""
     sys.exit(run(args, file=file, directory=directory, dry_run=dry_run, question=question,
@@ -88,7 +106,7 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
                  explain=explain, list_=list_, dag=dag, dag_format=dag_format,
                  output=output, check=check, cache_url=cache_url, no_cache=no_cache,
                  history=history, diff=diff, gc_size=gc_size, as_json=as_json, quiet=quiet,
-                 watch=watch, poll=poll))
+                 watch=watch, poll=poll, jobs=jobs, executor=executor))
 
 
 def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: bool,
@@ -96,7 +114,8 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         explain: bool, list_: bool, dag: bool, dag_format: str, output: str | None,
         check: bool, as_json: bool, quiet: bool, cache_url: str | None = None,
         no_cache: bool = False, history: str | None = None, diff: str | None = None,
-        gc_size: str | None = None, watch: bool = False, poll: float = 10.0) -> int:
+        gc_size: str | None = None, watch: bool = False, poll: float = 10.0, jobs: int = 1,
+        executor: str = "local") -> int:
     """The command line's work; returns the exit code."""
     from .reporter import JsonReporter, LiveReporter, Reporter
 
@@ -174,7 +193,8 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
                 return EXIT_FAILED
             return EXIT_OK
         result = build(project, targets, reporter, keep_going=keep_going, forced=forced,
-                       always=always_make, argv=sys.argv, cache=cache_url, no_cache=no_cache)
+                       always=always_make, argv=sys.argv, cache=cache_url, no_cache=no_cache,
+                       jobs=jobs, executor=executor)
         reporter.finish(result, _resume(file, directory, asked, raw))
         return EXIT_OK if result.ok else EXIT_FAILED
     except DatamakeError as e:

@@ -69,6 +69,9 @@ class CatalogError(DatamakeError):
         super().__init__(message)
         self.help = help
 
+    def __reduce__(self):  # crosses process boundaries (-j, Dask)
+        return (CatalogError, (str(self), self.help))
+
 
 class StateError(DatamakeError):
     """`.datamake/` cannot be used (another schema version, or unreadable)."""

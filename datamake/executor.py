@@ -1,36 +1,31 @@
-"""Running the stale steps of a build in order, committing outputs atomically and
-recording each step the moment it finishes (so an interrupted build keeps its progress).
+"""Running the stale steps of a build: in this process, in a pool of processes (`-j`) or
+on a Dask cluster. Planning and recording stay here: a rule is judged when the rules it
+reads have finished (so early cutoff sees their real outputs), its stale steps are
+handed to the runner, and each step is recorded the moment it finishes, so an
+interrupted build keeps its progress.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from . import formats
 from .cache import Caches, limit as cache_limit
-from .catalog import PartitionMap, Pending, clean_temps, stable
-from .errors import CatalogError
+from .catalog import clean_temps, stable
+from .errors import CatalogError, UsageError
 from .graph import RuleNode
 from .hashing import hash_text
 from .planner import Planner, Reason, Verdict
-from .recipe import RecipeFailure, failure, make_function, run_shell
+from .recipe import RecipeFailure
 from .state import StepRecord
+from .worker import Context, Job, JobResult, StepResult, commit, run_job
 
 if TYPE_CHECKING:
     from .project import Project
     from .reporter import Reporter
-
-
-class StepResult(NamedTuple):
-    """What running one step produced."""
-
-    paths: tuple[str, ...]
-    stamps: tuple[str, ...]
-    digests: tuple[str, ...]
-    seconds: float
 
 
 class Outcome(NamedTuple):
@@ -77,9 +72,11 @@ class InputMissing(Exception):
 def build(project: "Project", targets: list[str], reporter: "Reporter", *,
           dry_run: bool = False, keep_going: bool = False, forced: set[str] | None = None,
           always: bool = False, argv: list[str] | None = None,
-          cache: str | None = None, no_cache: bool = False) -> BuildResult:
-    """Build `targets` (or plan them, with `dry_run`). Raises KeyboardInterrupt after
-    recording what finished."""
+          cache: str | None = None, no_cache: bool = False, jobs: int = 1,
+          executor: str = "local") -> BuildResult:
+    """Build `targets` (or plan them, with `dry_run`) with up to `jobs` recipes at once.
+    Raises KeyboardInterrupt after recording what finished, UsageError for an executor
+    that cannot reach the build's files."""
     t0 = time.perf_counter()
     graph = project.graph
     rules = graph.needed(targets)
@@ -89,7 +86,11 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
     shared = None if no_cache else (cache or project.graph.cache_url)
     if shared and "://" not in shared and not os.path.isabs(shared):
         shared = str(project.root / shared)  # a folder, relative to the Datafile
-    run = _Build(project, planner, reporter, result, dry_run, keep_going, Caches(project, shared))
+    # Checked now (a remote cluster that cannot see local files is refused before
+    # anything runs); started on the first stale step (a no-op starts no cluster).
+    factory = None if dry_run else runner_factory(project, rules, jobs, executor)
+    run = _Build(project, planner, reporter, result, dry_run, keep_going,
+                 Caches(project, shared), factory)
     if not dry_run:
         state.lock(reporter.waiting_for_lock)
         clean_temps(project.root)
@@ -97,10 +98,7 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
     reporter.start(len(rules), dry_run)
     status = "ok"
     try:
-        for node in rules:
-            run.rule(node)
-            if result.failed and not keep_going:
-                break
+        run.run(rules)
         if result.failed:
             status = "failed"
     except KeyboardInterrupt:
@@ -108,6 +106,8 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
         status = "interrupted"
         raise
     finally:
+        if run.started is not None:
+            run.started.close(cancel=result.interrupted)
         if not dry_run:
             with contextlib.suppress(Exception):
                 state.record_files(planner.file_updates)
@@ -126,14 +126,40 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
     return result
 
 
+class _Task(NamedTuple):
+    """A step handed to the runner, and what the build needs when it comes back."""
+
+    node: RuleNode
+    step: str
+    key: str | None
+    verdict: Verdict
+    digests: list[str | None]
+    started: float
+
+
+class _RuleRun:
+    """A rule whose steps are under way."""
+
+    def __init__(self, node: RuleNode, keys: set[str] | None):
+        self.node = node
+        self.keys = keys  # the partitions of a pattern rule
+        self.outstanding = 0
+        self.settled = 0
+        self.ok = True
+        self.parts: dict[str, dict[str, str | None]] = {o: {} for o in node.outputs}
+
+
 class _Build:
-    """One build's working state: what each rule produced, rule by rule in order."""
+    """One build's working state: what each rule produced, as rules finish."""
 
     def __init__(self, project: "Project", planner: Planner, reporter: "Reporter",
-                 result: BuildResult, dry_run: bool, keep_going: bool, caches: Caches):
+                 result: BuildResult, dry_run: bool, keep_going: bool, caches: Caches,
+                 factory: "Callable[[], Runner] | None"):
         self.project = project
         self.keep_going = keep_going
         self.caches = caches
+        self.factory = factory
+        self.started: Runner | None = None
         self.graph = project.graph
         self.catalog = project.catalog
         self.planner = planner
@@ -144,6 +170,80 @@ class _Build:
         self.digests: dict[str, str | None] = {}  # whole outputs: name -> digest
         self.parts: dict[str, dict[str, str | None]] = {}  # partitioned outputs
         self._pins: dict[tuple[str, str], Any] = {}
+        self.rules: dict[str, _RuleRun] = {}
+        self.ready: collections.deque[_Task] = collections.deque()
+        self.inflight: dict[Any, _Task] = {}
+        self.running: dict[str, _Task] = {}  # step -> task, while it runs
+        self.stopping = False
+
+    # -- scheduling -----------------------------------------------------------------
+
+    @property
+    def runner(self) -> "Runner | None":
+        if self.started is None and self.factory is not None:
+            self.started = self.factory()
+        return self.started
+
+    def run(self, rules: list[RuleNode]) -> None:
+        """Start each rule when the rules it reads have finished; keep the runner busy
+        with ready steps; record each step as it comes back."""
+        producers = {n.name: {self.graph.producer[i] for i, v in zip(n.inputs, n.versions)
+                              if v is None and i in self.graph.producer}
+                     for n in rules}
+        waiting = list(rules)
+        while waiting or self.ready or self.inflight:
+            started = True
+            while started:
+                started = False
+                for node in list(waiting):
+                    if any(p not in self.status for p in producers[node.name]):
+                        continue
+                    waiting.remove(node)
+                    started = True
+                    if self.stopping:
+                        self.status[node.name] = "skipped"
+                        continue
+                    self.start(node)
+                    self.feed()
+            self.feed()
+            if self.inflight:
+                assert self.started is not None
+                for ticket, outcome in self.started.wait(self.drain_partitions):
+                    self.finish(self.inflight.pop(ticket), outcome)
+                self.feed()
+            elif waiting and not self.ready:
+                # Nothing runs and nothing can start: only skipped rules remain.
+                for node in waiting:
+                    self.status[node.name] = "skipped"
+                waiting.clear()
+
+    def feed(self) -> None:
+        """Hand ready steps to the runner, up to its capacity."""
+        while self.ready and self.runner is not None and len(self.inflight) < self.runner.size:
+            task = self.ready.popleft()
+            if self.stopping:
+                self.abandon(task)
+                continue
+            self.reporter.step_start(task.step, task.verdict.reasons)
+            self.running[task.step] = task
+            try:
+                job = self.job(task)
+                ticket = self.runner.submit(job, self.in_process(job), self.drain_partitions)
+            except (CatalogError, InputMissing) as e:
+                self.finish(task, e)
+                continue
+            self.inflight[ticket] = task
+            if self.runner.inline:  # ran already: collect it at once
+                for t, outcome in self.runner.wait(self.drain_partitions):
+                    self.finish(self.inflight.pop(t), outcome)
+
+    def abandon(self, task: _Task) -> None:
+        """A step not started because the build is stopping after a failure."""
+        rr = self.rules[task.node.name]
+        rr.outstanding -= 1
+        rr.ok = False
+        if rr.outstanding == 0:
+            self.end_rule(rr)
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -201,7 +301,9 @@ class _Build:
 
     # -- rules --------------------------------------------------------------------------
 
-    def rule(self, node: RuleNode) -> None:
+    def start(self, node: RuleNode) -> None:
+        """Judge a rule's steps now that its inputs are known: fresh ones are done,
+        cached ones restored, stale ones queued for the runner."""
         if self._blocked(node):
             self.status[node.name] = "skipped"
             if not node.key:
@@ -209,23 +311,77 @@ class _Build:
             return
         try:
             if node.key:
-                ok = self.pattern(node)
+                keyed = [n for n, k in zip(node.inputs, node.keys) if k]
+                keys: set[str] | None = None
+                for n in keyed:
+                    ks = set(self.keys_of(n))
+                    keys = ks if keys is None else keys & ks
+                rr = self.rules[node.name] = _RuleRun(node, keys or set())
+                whole = {i: self.digest_of(node, i, None) for i, k in enumerate(node.keys) if not k}
+                for key in sorted(keys or ()):
+                    if self.stopping:
+                        rr.ok = False
+                        break
+                    digests = [self.part(n, key) if k else whole[i]
+                               for i, (n, k) in enumerate(zip(node.inputs, node.keys))]
+                    self.step(rr, f"{node.name}[{key}]", key, digests)
             else:
-                ok = self.single(node)
+                rr = self.rules[node.name] = _RuleRun(node, None)
+                digests = [self.digest_of(node, i, None) for i in range(len(node.inputs))]
+                self.step(rr, node.name, None, digests)
         except (InputMissing, CatalogError) as e:
             self.reporter.step_failed(node.name, str(e), getattr(e, "help", None), 0.0)
             self.result.outcomes[node.name] = Outcome("failed", None, 0.0, (), str(e))
-            ok = False
-        self.status[node.name] = "ok" if ok else "failed"
+            self.status[node.name] = "failed"
+            self.stopping = self.stopping or not self.keep_going
+            self.rules.pop(node.name, None)
+            return
+        if rr.outstanding == 0:
+            self.end_rule(rr)
 
-    def single(self, node: RuleNode) -> bool:
-        """A rule with one step (its outputs whole, or written partition by partition
-        by a recipe that yields)."""
-        digests = [self.digest_of(node, i, None) for i in range(len(node.inputs))]
-        verdict = self.planner.judge(node, node.name, digests)
-        outcome = self.execute(node, node.name, verdict, digests, None)
-        self.result.outcomes[node.name] = outcome
-        if node.generator:
+    def step(self, rr: _RuleRun, step: str, key: str | None, digests: list[str | None]) -> None:
+        node = rr.node
+        verdict = self.planner.judge(node, step, digests, key)
+        if not verdict.stale:
+            if verdict.refresh is not None and not self.dry_run:
+                self.project.state.refresh_stamps(step, verdict.refresh)
+            self.reporter.step_fresh(step)
+            self.settle(rr, step, key, Outcome("fresh", verdict.out_digests), verdict)
+            return
+        if self.dry_run:
+            self.reporter.step_planned(step, verdict.reasons)
+            self.settle(rr, step, key, Outcome("planned", None, 0.0, verdict.reasons), verdict)
+            return
+        forced = any(r.code == "forced" for r in verdict.reasons)
+        if verdict.sig is not None and not node.generator and not forced:
+            t = time.perf_counter()
+            restored = self.caches.restore(node, key, verdict.sig)
+            if restored is not None:
+                res = commit(self.catalog, restored, key, time.perf_counter() - t)
+                self.save_versions(node, key, res, verdict.sig)
+                _record(self.project, self.planner, node, step, verdict, digests, res, "cached")
+                self.reporter.step_done(step, "cached", res.seconds)
+                self.settle(rr, step, key, Outcome("cached", res.digests, res.seconds,
+                                                   verdict.reasons), verdict)
+                return
+        rr.outstanding += 1
+        self.ready.append(_Task(node, step, key, verdict, digests, time.perf_counter()))
+
+    def settle(self, rr: _RuleRun, step: str, key: str | None, outcome: Outcome,
+               verdict: Verdict) -> None:
+        """A step's outcome is known: note what it produced for the rules below."""
+        self.result.outcomes[step] = outcome
+        node = rr.node
+        if key is not None:
+            rr.settled += 1
+            self.reporter.rule_progress(node.name, rr.settled, len(rr.keys or ()))
+        if outcome.status == "failed":
+            rr.ok = False
+            self.stopping = self.stopping or not self.keep_going
+        if key is not None:
+            for i, o in enumerate(node.outputs):
+                rr.parts[o][key] = outcome.digests[i] if outcome.digests else None
+        elif node.generator:
             out = node.outputs[0]
             if outcome.status == "planned":
                 # Not known until it runs: what it wrote so far, marked unknown.
@@ -235,34 +391,16 @@ class _Build:
         else:
             for i, o in enumerate(node.outputs):
                 self.digests[o] = outcome.digests[i] if outcome.digests else None
-        return outcome.status != "failed"
 
-    def pattern(self, node: RuleNode) -> bool:
-        """A pattern rule: one step per partition of its keyed inputs."""
-        keyed = [n for n, k in zip(node.inputs, node.keys) if k]
-        keys: set[str] | None = None
-        for n in keyed:
-            ks = set(self.keys_of(n))
-            keys = ks if keys is None else keys & ks
-        whole = {i: self.digest_of(node, i, None) for i, k in enumerate(node.keys) if not k}
-        out_parts: dict[str, dict[str, str | None]] = {o: {} for o in node.outputs}
-        ok = True
-        for key in sorted(keys or ()):
-            step = f"{node.name}[{key}]"
-            digests = [self.part(n, key) if k else whole[i]
-                       for i, (n, k) in enumerate(zip(node.inputs, node.keys))]
-            verdict = self.planner.judge(node, step, digests, key)
-            outcome = self.execute(node, step, verdict, digests, key)
-            self.result.outcomes[step] = outcome
-            for i, o in enumerate(node.outputs):
-                out_parts[o][key] = outcome.digests[i] if outcome.digests else None
-            if outcome.status == "failed":
-                ok = False
-                if not self.keep_going:
-                    break
-        self._remove_vanished(node, keys or set())
-        self.parts.update(out_parts)
-        return ok
+    def end_rule(self, rr: _RuleRun) -> None:
+        node = rr.node
+        if node.key:
+            if rr.ok or self.keep_going:
+                self._remove_vanished(node, rr.keys or set())
+            self.parts.update(rr.parts)
+        self.status[node.name] = "ok" if rr.ok else "failed"
+        self.rules.pop(node.name, None)
+        self.reporter.rule_done(node.name)
 
     def _remove_vanished(self, node: RuleNode, keys: set[str]) -> None:
         """Partitions whose input partition is gone: delete their outputs and records."""
@@ -298,63 +436,106 @@ class _Build:
                 parts[child[len(name) + 1:-1]] = q[2]
         return parts
 
-    # -- steps --------------------------------------------------------------------------
+    # -- running steps --------------------------------------------------------------
 
-    def execute(self, node: RuleNode, step: str, verdict: Verdict,
-                digests: list[str | None], key: str | None) -> Outcome:
-        if not verdict.stale:
-            if verdict.refresh is not None and not self.dry_run:
-                self.project.state.refresh_stamps(step, verdict.refresh)
-            self.reporter.step_fresh(step)
-            return Outcome("fresh", verdict.out_digests)
-        if self.dry_run:
-            self.reporter.step_planned(step, verdict.reasons)
-            return Outcome("planned", None, 0.0, verdict.reasons)
-        t = time.perf_counter()
-        codes = [r.code for r in verdict.reasons]
-        forced = any(r.code == "forced" for r in verdict.reasons)
-        if verdict.sig is not None and not node.generator and not forced:
-            restored = self.caches.restore(node, key, verdict.sig)
-            if restored is not None:
-                res = commit(self.project, restored, key, time.perf_counter() - t)
-                self.save_versions(node, key, res, verdict.sig)
-                _record(self.project, self.planner, node, step, verdict, digests, res, "cached")
-                self.reporter.step_done(step, "cached", res.seconds)
-                return Outcome("cached", res.digests, res.seconds, verdict.reasons)
-        self.reporter.step_start(step, verdict.reasons)
-        try:
-            whole_keys = {n: self.keys_of(n) for n, k in zip(node.inputs, node.keys)
-                          if not k and self.catalog.is_partitioned(n)}
-            if node.generator:
-                res = self.run_yielding(node, verdict, whole_keys)
+    def job(self, task: _Task) -> Job:
+        """A stale step as a self-contained job (what a worker needs, nothing more)."""
+        node, project = task.node, self.project
+        names = list(node.inputs) + list(node.outputs)
+        datasets = {n: self.graph.datasets[n] for n in names if n in self.graph.datasets}
+        whole_keys = {n: self.keys_of(n) for n, k in zip(node.inputs, node.keys)
+                      if not k and self.catalog.is_partitioned(n)}
+        pins = {i: self.pinned(n, v).url for i, (n, v) in enumerate(zip(node.inputs, node.versions)) if v}
+        done = None
+        if node.generator:
+            done = self.prepare_yielding(node, task.verdict)
+        return Job(str(project.root), project.display, datasets,
+                   {p: project.params[p] for p in node.params}, project.recipes[node.name],
+                   project.python_blocks, node, task.step, task.key, whole_keys, pins, done,
+                   None if node.generator else str(self.caches.local.dir),
+                   self.reporter.json,
+                   self.started.queue() if node.generator and self.started else None)
+
+    def in_process(self, job: Job) -> Context | None:
+        """Steps run here share the build's catalog (and its listings) and namespace."""
+        if self.started is None or not self.started.inline:
+            return None
+        return Context(job.root, job.display, self.catalog, job.params,
+                       self.project.namespace, job.recipe)
+
+    def prepare_yielding(self, node: RuleNode, verdict: Verdict) -> frozenset[str]:
+        """Before a yielding recipe runs: drop partitions built from another signature
+        (no longer valid) and say which are done under this one."""
+        out = node.outputs[0]
+        state = self.project.state
+        sig = verdict.sig
+        stale = [c for c in state.children(out) if (state.quick(c) or ("",))[0] != sig]
+        for child in stale:
+            self.catalog.remove(out, child[len(out) + 1:-1])
+        state.forget_many(stale)
+        listed = self.catalog.partitions(out)
+        return frozenset(k for k in self._recorded_parts(out, sig) if k in listed)
+
+    def drain_partitions(self, events: list[tuple[str, str, str, str, str]]) -> None:
+        """Record the partitions yielding recipes wrote, the moment they are reported."""
+        state = self.project.state
+        for step, key, path, stamp, digest in events:
+            task = self.running.get(step)
+            if task is None:
+                continue
+            v = task.verdict
+            out = task.node.outputs[0]
+            state.record_step(StepRecord(f"{out}[{key}]", v.sig or "", v.code_fp, v.params_fp,
+                                         v.inputs_fp or "", (path,), (stable(stamp),),
+                                         (digest,), {}, time.time(), 0.0), status=None)
+            self.reporter.step_progress(step, len(self._recorded_keys(out, v.sig)), None)
+
+    def finish(self, task: _Task, outcome: JobResult | BaseException) -> None:
+        """Record a step that came back from the runner."""
+        node, step, key, verdict = task.node, task.step, task.key, task.verdict
+        self.running.pop(step, None)
+        rr = self.rules[node.name]
+        rr.outstanding -= 1
+        seconds = time.perf_counter() - task.started
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, KeyboardInterrupt):
+                raise outcome
+            if isinstance(outcome, RecipeFailure):
+                text, summary, help_ = outcome.text, outcome.summary, None
+            elif isinstance(outcome, (CatalogError, InputMissing)):
+                text = summary = str(outcome)
+                help_ = outcome.help
             else:
-                pins = {i: self.pinned(n, v).url
-                        for i, (n, v) in enumerate(zip(node.inputs, node.versions)) if v}
-                pendings = run_step(self.project, node, step, key, whole_keys,
-                                    quiet_stdout=self.reporter.json, pins=pins)
-                try:
-                    self.caches.keep(verdict.sig or "", node, pendings)
-                    res = commit(self.project, pendings, key, time.perf_counter() - t)
-                except BaseException:
-                    for p in pendings:
-                        self.catalog.discard(p)
-                    raise
-        except (RecipeFailure, CatalogError) as e:
-            seconds = time.perf_counter() - t
-            text = e.text if isinstance(e, RecipeFailure) else str(e)
-            self.reporter.step_failed(step, text, getattr(e, "help", None), seconds)
-            self.project.state.record_run_step(step, "failed", seconds, codes)
-            summary = e.summary if isinstance(e, RecipeFailure) else str(e)
-            return Outcome("failed", None, seconds, verdict.reasons, summary)
-        try:
-            self.save_versions(node, key, res, verdict.sig)
-        except CatalogError as e:
-            self.reporter.note(f"warning: {e}")
-        _record(self.project, self.planner, node, step, verdict, digests, res)  # type: ignore[arg-type]
-        if not node.generator and verdict.sig is not None:
-            self.caches.share(verdict.sig, node, pendings)
-        self.reporter.step_done(step, "built", res.seconds)
-        return Outcome("built", res.digests, res.seconds, verdict.reasons)
+                text = summary = f"{type(outcome).__name__}: {outcome}"
+                help_ = None
+            self.reporter.step_failed(step, text, help_, seconds)
+            self.project.state.record_run_step(step, "failed", seconds,
+                                               [r.code for r in verdict.reasons])
+            self.settle(rr, step, key, Outcome("failed", None, seconds, verdict.reasons,
+                                               summary), verdict)
+        else:
+            res = outcome.result
+            if node.generator:
+                out = node.outputs[0]
+                parts = self._recorded_parts(out, verdict.sig)
+                whole = self.planner.whole(parts) or ""
+                res = StepResult((self.catalog.location(out).url,), ("",), (whole,), res.seconds)
+            try:
+                self.save_versions(node, key, res, verdict.sig)
+            except CatalogError as e:
+                self.reporter.note(f"warning: {e}")
+            if outcome.kept and verdict.sig:
+                self.project.state.cache_add(
+                    verdict.sig, list(zip(node.outputs, (p.digest for p in outcome.pendings))),
+                    list(outcome.kept))
+            _record(self.project, self.planner, node, step, verdict, task.digests, res)  # type: ignore[arg-type]
+            if not node.generator and verdict.sig is not None and outcome.kept:
+                self.caches.share(verdict.sig, node, list(outcome.pendings))
+            self.reporter.step_done(step, "built", res.seconds)
+            self.settle(rr, step, key, Outcome("built", res.digests, res.seconds,
+                                               verdict.reasons), verdict)
+        if rr.outstanding == 0:
+            self.end_rule(rr)
 
     def save_versions(self, node: RuleNode, key: str | None, res: StepResult,
                       sig: str | None) -> None:
@@ -365,39 +546,221 @@ class _Build:
             if info is not None and info.versioned:
                 self.catalog.save_version(o, digest, sig)
 
-    def run_yielding(self, node: RuleNode, verdict: Verdict,
-                     whole_keys: dict[str, list[str]]) -> StepResult:
-        """Run a recipe that yields `(key, value)` pairs: each partition is written
-        atomically and recorded the moment it is yielded, so a run that dies keeps every
-        finished partition; `done` tells the recipe which ones it can skip."""
-        out = node.outputs[0]
-        state = self.project.state
-        sig = verdict.sig
-        assert sig is not None
-        stale = [c for c in state.children(out) if (state.quick(c) or ("",))[0] != sig]
-        for child in stale:  # built from another signature: no longer valid
-            self.catalog.remove(out, child[len(out) + 1:-1])
-        state.forget_many(stale)
-        done = self._recorded_parts(out, sig)
-        listed = self.catalog.partitions(out)
-        done = {k: d for k, d in done.items() if k in listed}
-        parts: dict[str, str | None] = dict(done)
-        t0 = time.perf_counter()
-        step = node.name
+
+# -- runners -------------------------------------------------------------------------
+
+
+class Runner:
+    """Where steps run. `submit` hands over a job; `wait` returns finished ones as
+    (ticket, JobResult or the exception it raised)."""
+
+    size = 1
+    inline = False
+
+    def submit(self, job: Job, ctx: Context | None, on_partitions) -> Any:
+        raise NotImplementedError
+
+    def wait(self, on_partitions) -> list[tuple[Any, Any]]:
+        raise NotImplementedError
+
+    def queue(self) -> Any:
+        return None
+
+    def close(self, cancel: bool = False) -> None:
+        pass
+
+
+class InlineRunner(Runner):
+    """Steps run one at a time in this process (`-j 1`, the default)."""
+
+    inline = True
+
+    def __init__(self) -> None:
+        self._done: list[tuple[Any, Any]] = []
+        self._n = 0
+
+    def submit(self, job: Job, ctx: Context | None, on_partitions) -> Any:
+        self._n += 1
+        ticket = self._n
 
         def on_partition(key: str, path: str, stamp: str, digest: str) -> None:
-            state.record_step(StepRecord(f"{out}[{key}]", sig, verdict.code_fp,
-                                         verdict.params_fp, verdict.inputs_fp or "", (path,),
-                                         (stable(stamp),), (digest,), {}, time.time(), 0.0),
-                              status=None)
-            parts[key] = digest
-            self.reporter.step_progress(step, len(parts), None)
+            on_partitions([(job.step, key, path, stamp, digest)])  # recorded at once
 
-        run_step(self.project, node, step, None, whole_keys, quiet_stdout=self.reporter.json,
-                 done=frozenset(done), on_partition=on_partition)
-        whole = self.planner.whole(parts) or ""
-        loc = self.catalog.location(out)
-        return StepResult((loc.url,), ("",), (whole,), time.perf_counter() - t0)
+        try:
+            self._done.append((ticket, run_job(job, ctx, on_partition)))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # recipe failures and storage errors, reported by the build
+            self._done.append((ticket, e))
+        return ticket
+
+    def wait(self, on_partitions) -> list[tuple[Any, Any]]:
+        done, self._done = self._done, []
+        return done
+
+
+class PoolRunner(Runner):
+    """Steps run in N worker processes (`-j N`): CPU-bound pandas and Python code needs
+    processes, not threads. Workers load and save through the catalog themselves."""
+
+    def __init__(self, size: int):
+        import concurrent.futures
+        import multiprocessing
+
+        self.size = size
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+        self._mp = ctx
+        self.pool = concurrent.futures.ProcessPoolExecutor(size, mp_context=ctx)
+        self._futures: dict[Any, Any] = {}
+        self._queue = None
+        self._manager = None
+
+    def queue(self) -> Any:
+        if self._queue is None:
+            self._manager = self._mp.Manager()
+            self._queue = self._manager.Queue()
+        return self._queue
+
+    def submit(self, job: Job, ctx: Context | None, on_partitions) -> Any:
+        fut = self.pool.submit(run_job, job)
+        self._futures[fut] = fut
+        return fut
+
+    def wait(self, on_partitions) -> list[tuple[Any, Any]]:
+        import concurrent.futures
+
+        while True:
+            done, _ = concurrent.futures.wait(list(self._futures), timeout=0.1,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            self._drain(on_partitions)
+            if done:
+                break
+        out = []
+        for fut in done:
+            del self._futures[fut]
+            try:
+                out.append((fut, fut.result()))
+            except BaseException as e:  # noqa: BLE001 - the build reports it
+                out.append((fut, e))
+        return out
+
+    def _drain(self, on_partitions) -> None:
+        if self._queue is None:
+            return
+        import queue as _q
+
+        events = []
+        while True:
+            try:
+                events.append(self._queue.get_nowait())
+            except _q.Empty:
+                break
+        if events:
+            on_partitions(events)
+
+    def close(self, cancel: bool = False) -> None:
+        for fut in self._futures:
+            fut.cancel()
+        self.pool.shutdown(wait=not cancel, cancel_futures=True)
+        if self._manager is not None:
+            self._manager.shutdown()
+
+
+class DaskRunner(Runner):
+    """Steps as tasks on a Dask cluster: a LocalCluster on 127.0.0.1 (`--executor dask`)
+    or a running scheduler (`dask://HOST:PORT`). Only ready steps are submitted, so
+    staleness, early cutoff and recording stay here."""
+
+    def __init__(self, address: str | None, size: int):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise UsageError("--executor dask needs dask.distributed",
+                             help='install it: pip install "datamake[dask]"') from None
+        if address is None:
+            self.cluster = LocalCluster(n_workers=size, threads_per_worker=1, processes=True,
+                                        host="127.0.0.1", dashboard_address=None)
+            self.client = Client(self.cluster)
+        else:
+            self.cluster = None
+            try:
+                self.client = Client(address, timeout=10)
+            except OSError as e:
+                raise UsageError(f"cannot reach the Dask scheduler at `{address}`: {e}") from None
+        self.size = max(1, sum(self.client.nthreads().values()))
+        self._futures: dict[Any, Any] = {}
+        self._queue = None
+
+    def queue(self) -> Any:
+        if self._queue is None:
+            from distributed import Queue
+
+            self._queue = Queue(client=self.client)
+        return self._queue
+
+    def submit(self, job: Job, ctx: Context | None, on_partitions) -> Any:
+        fut = self.client.submit(run_job, job, pure=False, key=f"datamake-{job.step}-{time.time_ns()}")
+        self._futures[fut.key] = fut
+        return fut.key
+
+    def wait(self, on_partitions) -> list[tuple[Any, Any]]:
+        while True:
+            done = [f for f in self._futures.values() if f.done()]
+            self._drain(on_partitions)
+            if done:
+                break
+            time.sleep(0.005)
+        out = []
+        for fut in done:
+            del self._futures[fut.key]
+            try:
+                out.append((fut.key, fut.result()))
+            except BaseException as e:  # noqa: BLE001 - the build reports it
+                out.append((fut.key, e))
+        return out
+
+    def _drain(self, on_partitions) -> None:
+        if self._queue is None:
+            return
+        n = self._queue.qsize()
+        if n:
+            on_partitions([tuple(e) for e in self._queue.get(batch=n)])
+
+    def close(self, cancel: bool = False) -> None:
+        for fut in self._futures.values():
+            fut.cancel()
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def runner_factory(project: "Project", rules: list[RuleNode], jobs: int,
+                   executor: str) -> "Callable[[], Runner]":
+    """What starts the runner for `-j` and `--executor`. Raises UsageError at once for an
+    unknown executor, or a remote cluster that could not see the build's local files."""
+    jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
+    if executor in ("", "local"):
+        return (lambda: InlineRunner()) if jobs == 1 else (lambda: PoolRunner(jobs))
+    if executor == "dask":
+        return lambda: DaskRunner(None, jobs)
+    if executor.startswith("dask://"):
+        address = executor[len("dask://"):]
+        host = address.rsplit(":", 1)[0]
+        if host not in ("127.0.0.1", "localhost", "0.0.0.0", "::1"):
+            local = sorted({n for node in rules for n in (*node.inputs, *node.outputs)
+                            if n in project.graph.datasets
+                            and project.catalog.location(n).local})
+            if local:
+                shown = ", ".join(f"`{n}` ({project.catalog.shown(project.catalog.location(n))})"
+                                  for n in local[:5]) + (" ..." if len(local) > 5 else "")
+                raise UsageError(
+                    f"the Dask workers at `{address}` cannot see this machine's files: {shown}",
+                    help="put those datasets on storage the workers share (e.g. s3://...), "
+                         "or run with `--executor dask` (a local cluster)")
+        return lambda: DaskRunner(f"tcp://{address}", jobs)
+    raise UsageError(f"unknown executor `{executor}`",
+                     help="use `local`, `dask` or `dask://HOST:PORT`")
 
 
 def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
@@ -416,176 +779,3 @@ def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
         step, verdict.sig, verdict.code_fp, verdict.params_fp, verdict.inputs_fp,
         res.paths, tuple(stable(s) for s in res.stamps), res.digests, detail, time.time(),
         res.seconds), texts, status, [r.code for r in verdict.reasons])
-
-
-def run_step(project: "Project", node: RuleNode, step: str, key: str | None = None,
-             whole_keys: dict[str, list[str]] | None = None, quiet_stdout: bool = False,
-             done: frozenset[str] | None = None,
-             on_partition: Callable[[str, str, str, str], None] | None = None,
-             pins: dict[int, str] | None = None) -> list[Pending]:
-    """Run one step's recipe; its outputs are written but not yet visible (`commit`
-    makes them so). Raises RecipeFailure or CatalogError, leaving nothing behind.
-
-    `key` is the partition of a pattern rule's step; `whole_keys` the partitions of
-    partitioned inputs used whole (bound to lazy mappings). A recipe that yields gets
-    `done` and reports each partition it commits to `on_partition(key, path, stamp,
-    digest)`.
-    """
-    recipe = project.recipes[node.name]
-    cat = project.catalog
-    params = project.params
-    whole_keys = whole_keys or {}
-    path_outs = [] if recipe.generator else [
-        o for o in node.outputs if cat.location(o, key).format == formats.PATH]
-    pendings: list[Pending] = []
-    redirect = contextlib.redirect_stdout(sys.stderr) if quiet_stdout else contextlib.nullcontext()
-    try:
-        if recipe.kind == "python":
-            fn = make_function(recipe, node.name, project.namespace.globals())
-            kwargs: dict[str, Any] = {}
-            pins = pins or {}
-            for i, (name, local, k) in enumerate(zip(node.inputs, node.locals, node.keys)):
-                if i in pins:
-                    kwargs[local] = cat.load_version(name, pins[i])
-                elif name in whole_keys:
-                    kwargs[local] = PartitionMap(cat, name, whole_keys[name])
-                else:
-                    kwargs[local] = cat.load(name, key if k else None)
-            for p, local in zip(node.params, node.param_locals):
-                kwargs[local] = params[p]
-            if node.key and node.key in recipe.args:
-                kwargs[node.key] = key
-            path_pending = {o: cat.temp_path(o, key) for o in path_outs}
-            pendings.extend(path_pending.values())
-            for o, pend in path_pending.items():
-                if o in recipe.args:
-                    kwargs[o] = pend.tmp
-            if recipe.generator:
-                if "done" in recipe.args:
-                    kwargs["done"] = done or frozenset()
-                _drain(fn(**kwargs), node, step, project, redirect, on_partition)
-                return []
-            try:
-                with redirect:
-                    value = fn(**kwargs)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as e:
-                raise failure(e, f"the recipe of `{step}` failed:") from None
-            value_outs = [o for o in node.outputs if o not in path_pending]
-            values = _split(value, value_outs, node, project.display, recipe.header_line)
-            sealed = {o: cat.seal(p) for o, p in path_pending.items()}
-            written = {}
-            for o, v in zip(value_outs, values):
-                written[o] = cat.write(o, v, key)
-                pendings.append(written[o])
-            final = [sealed.get(o) or written[o] for o in node.outputs]
-        else:
-            values_map: dict[str, str] = {}
-            for i, (name, local, k) in enumerate(zip(node.inputs, node.locals, node.keys)):
-                values_map[local] = (pins or {}).get(i) or cat.location(name, key if k else None).url
-            for p, local in zip(node.params, node.param_locals):
-                values_map[local] = str(params[p])
-            if node.key and key is not None:
-                values_map[node.key] = key
-            outs = {o: cat.temp_path(o, key) for o in node.outputs}
-            pendings.extend(outs.values())
-            for o, pend in outs.items():
-                values_map[o] = pend.tmp
-            if len(node.outputs) == 1:
-                values_map["out"] = outs[node.outputs[0]].tmp
-            run_shell(recipe, values_map, project.root, project.display,
-                      stdout=sys.stderr if quiet_stdout else None)
-            final = [cat.seal(outs[o]) for o in node.outputs]
-    except BaseException:
-        for p in pendings:
-            cat.discard(p)
-        raise
-    return final
-
-
-def commit(project: "Project", pendings: list[Pending], key: str | None,
-           seconds: float) -> StepResult:
-    """Make a step's written outputs visible, all of them (each by an atomic rename or a
-    single upload). Raises CatalogError."""
-    cat = project.catalog
-    stamps = []
-    for i, p in enumerate(pendings):
-        try:
-            stamps.append(cat.commit(p, key))
-        except BaseException:
-            for rest in pendings[i + 1:]:
-                cat.discard(rest)
-            raise
-    return StepResult(tuple(p.final for p in pendings), tuple(stamps),
-                      tuple(p.digest for p in pendings), seconds)
-
-
-def partition_key(item: Any, node: RuleNode, step: str, where: str) -> tuple[str, Any]:
-    """A yielded `(key, value)` pair, its key as a string (parts joined by `/`)."""
-    if not (isinstance(item, tuple) and len(item) == 2):
-        msg = (f"{where}: the recipe of `{step}` yielded a `{type(item).__name__}`; a recipe "
-               f"that writes partitions yields `(key, value)` pairs")
-        raise RecipeFailure(msg, msg + "\n")
-    key, value = item
-    if isinstance(key, tuple):
-        key = "/".join(str(k) for k in key)
-    elif not isinstance(key, str):
-        key = str(key)
-    return key, value
-
-
-def _drain(gen: Any, node: RuleNode, step: str, project: "Project", redirect: Any,
-           on_partition: Callable[[str, str, str, str], None] | None) -> None:
-    """Write each yielded partition atomically the moment it arrives; memory holds one."""
-    cat = project.catalog
-    out = node.outputs[0]
-    where = f"{project.display}:{project.recipes[node.name].header_line}"
-    while True:
-        try:
-            with redirect:
-                item = next(gen)
-        except StopIteration:
-            return
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as e:
-            raise failure(e, f"the recipe of `{step}` failed:") from None
-        key, value = partition_key(item, node, step, where)
-        pending = cat.write(out, value, key)
-        del item, value
-        try:
-            stamp = cat.commit(pending, key)
-        except BaseException:
-            cat.discard(pending)
-            raise
-        if on_partition is not None:
-            on_partition(key, pending.final, stamp, pending.digest)
-
-
-def _split(value: Any, outs: list[str], node: RuleNode, filename: str, line: int) -> list[Any]:
-    if not outs:
-        return []
-    where = f"{filename}:{line}"
-    if len(outs) == 1:
-        if value is None:
-            raise RecipeFailure(
-                f"{where}: the recipe of `{node.name}` returned nothing (None)",
-                f"{where}: the recipe of `{node.name}` returned nothing (None)\n"
-                f"help: end the recipe with the value to store: its last line must be an "
-                f"expression, or use `return`\n")
-        return [value]
-    if isinstance(value, dict):
-        missing = [o for o in outs if o not in value]
-        if missing:
-            msg = (f"{where}: the recipe of `{node.name}` returned a dict without "
-                   f"{', '.join(f'`{m}`' for m in missing)}")
-            raise RecipeFailure(msg, msg + "\n")
-        return [value[o] for o in outs]
-    if isinstance(value, (tuple, list)) and len(value) == len(outs):
-        return list(value)
-    got = f"{len(value)} values" if isinstance(value, (tuple, list)) else f"a `{type(value).__name__}`"
-    msg = (f"{where}: the recipe of `{node.name}` returned {got}, but the rule has "
-           f"{len(outs)} outputs")
-    raise RecipeFailure(msg, msg + f"\nhelp: return a tuple in output order "
-                        f"({', '.join(outs)}) or a dict keyed by output name\n")

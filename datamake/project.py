@@ -218,6 +218,13 @@ class Project:
         return self._recipes
 
     @property
+    def python_blocks(self) -> tuple:
+        """The `python:` blocks as (text, line) pairs."""
+        if self._python is None:
+            self._load_recipes()
+        return self._python  # type: ignore[return-value]
+
+    @property
     def model(self) -> "Datafile":
         """The whole parsed Datafile, parsed again if it is not in memory."""
         if self._model is None:
@@ -237,9 +244,7 @@ class Project:
         if self._namespace is None:
             from .recipe import Namespace
 
-            if self._python is None:
-                self._load_recipes()
-            self._namespace = Namespace(self._python, self.root, self.display)
+            self._namespace = Namespace(self.python_blocks, self.root, self.display)
         return self._namespace
 
     def close(self) -> None:

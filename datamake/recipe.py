@@ -28,6 +28,9 @@ class RecipeFailure(Exception):
         self.summary = summary
         self.text = text
 
+    def __reduce__(self):  # crosses process boundaries (-j, Dask)
+        return (RecipeFailure, (self.summary, self.text))
+
 
 def user_code_ran() -> bool:
     """Whether this process ran any user code (a `python:` block or a recipe)."""

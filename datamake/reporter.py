@@ -80,6 +80,12 @@ class Reporter:
     def step_fresh(self, step: str) -> None:
         pass
 
+    def rule_progress(self, rule: str, done: int, total: int) -> None:
+        """A pattern rule has settled `done` of its `total` partitions."""
+
+    def rule_done(self, rule: str) -> None:
+        """Every step of a rule has settled."""
+
     def step_planned(self, step: str, reasons: tuple["Reason", ...]) -> None:
         pass
 
@@ -132,6 +138,10 @@ class Reporter:
         if skipped:
             parts.append(f"{skipped} not run")
         line = f"datamake: {', '.join(parts)} in {result.seconds:.2f}s"
+        slow = sorted(((o.seconds, n) for n, o in result.outcomes.items()
+                       if o.status in ("built", "failed") and o.seconds >= 0.5), reverse=True)[:3]
+        if slow and len([o for o in result.outcomes.values() if o.status == "built"]) > 1:
+            line += "\ndatamake: slowest: " + ", ".join(f"{n} {s:.2f}s" for s, n in slow)
         if counts["failed"]:
             self.err.write(line + "\n")
             if counts["built"] or counts["fresh"]:
@@ -243,6 +253,21 @@ class LiveReporter(Reporter):
             self.progress.update(self._overall, advance=1)
 
     def step_fresh(self, step: str) -> None:
+        pass
+
+    def rule_progress(self, rule: str, done: int, total: int) -> None:
+        if self.progress is None or total < 2:
+            return
+        task = self._tasks.get(f"{rule}[*]")
+        if task is None:
+            task = self._tasks[f"{rule}[*]"] = self.progress.add_task(f"  {rule}[*]", total=total)
+        self.progress.update(task, completed=done, total=total,
+                             description=f"  {rule}[*]  [dim]{done} of {total} partitions[/]")
+
+    def rule_done(self, rule: str) -> None:
+        task = self._tasks.pop(f"{rule}[*]", None)
+        if self.progress is not None and task is not None:
+            self.progress.remove_task(task)
         self._advance()
 
     def step_start(self, step: str, reasons: tuple["Reason", ...]) -> None:
@@ -266,14 +291,20 @@ class LiveReporter(Reporter):
         if task is not None:
             self.progress.remove_task(task)
         self.console.print(f"[green]{status:<6}[/] {step}  [dim]{seconds:.2f}s[/]")
-        self._advance()
 
     def step_failed(self, step: str, text: str, help: str | None, seconds: float) -> None:
         task = self._tasks.pop(step, None)
         if self.progress is not None and task is not None:
             self.progress.remove_task(task)
-        self._advance()
-        self._stop()
+        if self.progress is not None:
+            self.progress.console.print(f"[bold red]FAILED[/] {step}  [dim]{seconds:.2f}s[/]")
+            body = text if text.endswith("\n") else text + "\n"
+            if "\n" not in text.rstrip("\n"):
+                body = f"datamake: error: {body}"
+            self.progress.console.print(body.rstrip("\n"), markup=False, highlight=False)
+            if help:
+                self.progress.console.print(f"help: {help}", markup=False, highlight=False)
+            return
         super().step_failed(step, text, help, seconds)
 
     def _stop(self) -> None:

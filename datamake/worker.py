@@ -1,0 +1,289 @@
+"""Running one step, anywhere: in the build's own process, in a pool process (`-j`), or
+on a Dask worker. A `Job` carries everything the step needs (locations, parameter
+values, the compiled recipe), so only names and small results cross process
+boundaries: the worker loads its inputs and writes its outputs through the catalog
+itself, and hands back paths, stamps and digests for the build to record.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+from . import formats
+from .catalog import Catalog, PartitionMap, Pending
+from .graph import RuleNode
+from .recipe import Namespace, RecipeFailure, RecipeInfo, failure, make_function, run_shell
+
+
+class StepResult(NamedTuple):
+    """What running one step produced."""
+
+    paths: tuple[str, ...]
+    stamps: tuple[str, ...]
+    digests: tuple[str, ...]
+    seconds: float
+
+
+class Job(NamedTuple):
+    """One step to run, self-contained and picklable."""
+
+    root: str
+    display: str
+    datasets: dict[str, Any]  # name -> DatasetInfo: the step's inputs and outputs
+    params: dict[str, Any]  # name -> value: the step's parameters
+    recipe: RecipeInfo
+    python: tuple[tuple[str, int], ...]  # the python: blocks
+    node: RuleNode
+    step: str
+    key: str | None = None
+    whole_keys: dict[str, list[str]] | None = None
+    pins: dict[int, str] | None = None
+    done: frozenset[str] | None = None
+    cache_dir: str | None = None  # link outputs into the local cache before committing
+    quiet_stdout: bool = False
+    queue: Any = None  # where a yielding recipe reports partitions, across processes
+
+
+class JobResult(NamedTuple):
+    result: StepResult
+    pendings: tuple[Pending, ...]  # what was committed (names, digests)
+    kept: tuple[tuple[str, int], ...]  # (digest, bytes) linked into the local cache
+
+
+class Context(NamedTuple):
+    """What a step runs against: a catalog, parameter values, the recipes' globals."""
+
+    root: str
+    display: str
+    catalog: Catalog
+    params: dict[str, Any]
+    namespace: Namespace
+    recipe: RecipeInfo
+
+
+@functools.lru_cache(maxsize=8)
+def _namespace(python: tuple[tuple[str, int], ...], root: str, display: str) -> Namespace:
+    # One per worker process and Datafile: the python: blocks run once, not per step.
+    return Namespace(python, Path(root), display)
+
+
+def context(job: Job) -> Context:
+    return Context(job.root, job.display, Catalog(Path(job.root), job.datasets),
+                   job.params, _namespace(job.python, job.root, job.display), job.recipe)
+
+
+def run_job(job: Job, ctx: Context | None = None,
+            on_partition: Callable[[str, str, str, str], None] | None = None) -> JobResult:
+    """Run a job's recipe and commit its outputs (keeping a link in the local cache).
+    Raises RecipeFailure or CatalogError; an interrupted job leaves nothing behind."""
+    t0 = time.perf_counter()
+    ctx = ctx or context(job)
+    if on_partition is None and job.queue is not None:
+        def on_partition(key: str, path: str, stamp: str, digest: str) -> None:
+            job.queue.put((job.step, key, path, stamp, digest))
+    pendings = run_step(ctx, job.node, job.step, job.key, job.whole_keys, job.quiet_stdout,
+                        job.done, on_partition, job.pins)
+    kept: list[tuple[str, int]] = []
+    try:
+        if job.cache_dir and pendings and not any(p.digest.startswith("d:") or
+                                                  os.path.isdir(p.tmp) for p in pendings):
+            for p in pendings:
+                obj = os.path.join(job.cache_dir, p.digest[:2], p.digest)
+                if not os.path.exists(obj):
+                    os.makedirs(os.path.dirname(obj), exist_ok=True)
+                    _link_or_copy(p.tmp, obj)
+                kept.append((p.digest, os.path.getsize(obj)))
+        res = commit(ctx.catalog, pendings, job.key, time.perf_counter() - t0)
+    except BaseException:
+        for p in pendings:
+            ctx.catalog.discard(p)
+        raise
+    return JobResult(res, tuple(pendings), tuple(kept))
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    import shutil
+
+    tmp = f"{dst}.{os.getpid()}.tmp"
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
+             whole_keys: dict[str, list[str]] | None = None, quiet_stdout: bool = False,
+             done: frozenset[str] | None = None,
+             on_partition: Callable[[str, str, str, str], None] | None = None,
+             pins: dict[int, str] | None = None) -> list[Pending]:
+    """Run one step's recipe; its outputs are written but not yet visible (`commit`
+    makes them so). Raises RecipeFailure or CatalogError, leaving nothing behind.
+
+    `key` is the partition of a pattern rule's step; `whole_keys` the partitions of
+    partitioned inputs used whole (bound to lazy mappings). A recipe that yields gets
+    `done` and reports each partition it commits to `on_partition(key, path, stamp,
+    digest)`.
+    """
+    recipe = ctx.recipe
+    cat = ctx.catalog
+    params = ctx.params
+    whole_keys = whole_keys or {}
+    path_outs = [] if recipe.generator else [
+        o for o in node.outputs if cat.location(o, key).format == formats.PATH]
+    pendings: list[Pending] = []
+    redirect = contextlib.redirect_stdout(sys.stderr) if quiet_stdout else contextlib.nullcontext()
+    try:
+        if recipe.kind == "python":
+            fn = make_function(recipe, node.name, ctx.namespace.globals())
+            kwargs: dict[str, Any] = {}
+            pins = pins or {}
+            for i, (name, local, k) in enumerate(zip(node.inputs, node.locals, node.keys)):
+                if i in pins:
+                    kwargs[local] = cat.load_version(name, pins[i])
+                elif name in whole_keys:
+                    kwargs[local] = PartitionMap(cat, name, whole_keys[name])
+                else:
+                    kwargs[local] = cat.load(name, key if k else None)
+            for p, local in zip(node.params, node.param_locals):
+                kwargs[local] = params[p]
+            if node.key and node.key in recipe.args:
+                kwargs[node.key] = key
+            path_pending = {o: cat.temp_path(o, key) for o in path_outs}
+            pendings.extend(path_pending.values())
+            for o, pend in path_pending.items():
+                if o in recipe.args:
+                    kwargs[o] = pend.tmp
+            if recipe.generator:
+                if "done" in recipe.args:
+                    kwargs["done"] = done or frozenset()
+                _drain(fn(**kwargs), node, step, ctx, redirect, on_partition)
+                return []
+            try:
+                with redirect:
+                    value = fn(**kwargs)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as e:
+                raise failure(e, f"the recipe of `{step}` failed:") from None
+            value_outs = [o for o in node.outputs if o not in path_pending]
+            values = _split(value, value_outs, node, ctx.display, recipe.header_line)
+            sealed = {o: cat.seal(p) for o, p in path_pending.items()}
+            written = {}
+            for o, v in zip(value_outs, values):
+                written[o] = cat.write(o, v, key)
+                pendings.append(written[o])
+            final = [sealed.get(o) or written[o] for o in node.outputs]
+        else:
+            values_map: dict[str, str] = {}
+            for i, (name, local, k) in enumerate(zip(node.inputs, node.locals, node.keys)):
+                values_map[local] = (pins or {}).get(i) or cat.location(name, key if k else None).url
+            for p, local in zip(node.params, node.param_locals):
+                values_map[local] = str(params[p])
+            if node.key and key is not None:
+                values_map[node.key] = key
+            outs = {o: cat.temp_path(o, key) for o in node.outputs}
+            pendings.extend(outs.values())
+            for o, pend in outs.items():
+                values_map[o] = pend.tmp
+            if len(node.outputs) == 1:
+                values_map["out"] = outs[node.outputs[0]].tmp
+            run_shell(recipe, values_map, Path(ctx.root), ctx.display,
+                      stdout=sys.stderr if quiet_stdout else None)
+            final = [cat.seal(outs[o]) for o in node.outputs]
+    except BaseException:
+        for p in pendings:
+            cat.discard(p)
+        raise
+    return final
+
+
+def commit(cat: Catalog, pendings: list[Pending], key: str | None,
+           seconds: float) -> StepResult:
+    """Make a step's written outputs visible, all of them (each by an atomic rename or a
+    single upload). Raises CatalogError."""
+    stamps = []
+    for i, p in enumerate(pendings):
+        try:
+            stamps.append(cat.commit(p, key))
+        except BaseException:
+            for rest in pendings[i + 1:]:
+                cat.discard(rest)
+            raise
+    return StepResult(tuple(p.final for p in pendings), tuple(stamps),
+                      tuple(p.digest for p in pendings), seconds)
+
+
+def partition_key(item: Any, node: RuleNode, step: str, where: str) -> tuple[str, Any]:
+    """A yielded `(key, value)` pair, its key as a string (parts joined by `/`)."""
+    if not (isinstance(item, tuple) and len(item) == 2):
+        msg = (f"{where}: the recipe of `{step}` yielded a `{type(item).__name__}`; a recipe "
+               f"that writes partitions yields `(key, value)` pairs")
+        raise RecipeFailure(msg, msg + "\n")
+    key, value = item
+    if isinstance(key, tuple):
+        key = "/".join(str(k) for k in key)
+    elif not isinstance(key, str):
+        key = str(key)
+    return key, value
+
+
+def _drain(gen: Any, node: RuleNode, step: str, ctx: "Context", redirect: Any,
+           on_partition: Callable[[str, str, str, str], None] | None) -> None:
+    """Write each yielded partition atomically the moment it arrives; memory holds one."""
+    cat = ctx.catalog
+    out = node.outputs[0]
+    where = f"{ctx.display}:{ctx.recipe.header_line}"
+    while True:
+        try:
+            with redirect:
+                item = next(gen)
+        except StopIteration:
+            return
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:
+            raise failure(e, f"the recipe of `{step}` failed:") from None
+        key, value = partition_key(item, node, step, where)
+        pending = cat.write(out, value, key)
+        del item, value
+        try:
+            stamp = cat.commit(pending, key)
+        except BaseException:
+            cat.discard(pending)
+            raise
+        if on_partition is not None:
+            on_partition(key, pending.final, stamp, pending.digest)
+
+
+def _split(value: Any, outs: list[str], node: RuleNode, filename: str, line: int) -> list[Any]:
+    if not outs:
+        return []
+    where = f"{filename}:{line}"
+    if len(outs) == 1:
+        if value is None:
+            raise RecipeFailure(
+                f"{where}: the recipe of `{node.name}` returned nothing (None)",
+                f"{where}: the recipe of `{node.name}` returned nothing (None)\n"
+                f"help: end the recipe with the value to store: its last line must be an "
+                f"expression, or use `return`\n")
+        return [value]
+    if isinstance(value, dict):
+        missing = [o for o in outs if o not in value]
+        if missing:
+            msg = (f"{where}: the recipe of `{node.name}` returned a dict without "
+                   f"{', '.join(f'`{m}`' for m in missing)}")
+            raise RecipeFailure(msg, msg + "\n")
+        return [value[o] for o in outs]
+    if isinstance(value, (tuple, list)) and len(value) == len(outs):
+        return list(value)
+    got = f"{len(value)} values" if isinstance(value, (tuple, list)) else f"a `{type(value).__name__}`"
+    msg = (f"{where}: the recipe of `{node.name}` returned {got}, but the rule has "
+           f"{len(outs)} outputs")
+    raise RecipeFailure(msg, msg + f"\nhelp: return a tuple in output order "
+                        f"({', '.join(outs)}) or a dict keyed by output name\n")

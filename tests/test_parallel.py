@@ -1,0 +1,154 @@
+"""-j N and the Dask executor: the same outputs and records as a serial build, faster;
+failures under -k; early cutoff and partitions across workers; clean logs."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from conftest import Proj
+
+BURN = """
+    param seconds = 1.0
+    dataset total = "out/total.json"
+
+    python:
+        import time
+
+        def burn(seed, seconds):
+            # About `seconds` of pure-Python work (CPU-bound: threads would not help).
+            t = time.perf_counter()
+            x = seed
+            while time.perf_counter() - t < seconds:
+                for _ in range(5000):
+                    x = (x * 1103515245 + 12345) % 2147483648
+            return seed * 10
+
+    total: a b c d
+        {"sum": a + b + c + d}
+
+    a: seconds
+        burn(1, seconds)
+    b: seconds
+        burn(2, seconds)
+    c: seconds
+        burn(3, seconds)
+    d: seconds
+        burn(4, seconds)
+"""
+
+
+def records(proj: Proj) -> dict[str, tuple]:
+    db = sqlite3.connect(proj.path(".datamake/state.db"))
+    rows = db.execute("SELECT node, sig, code_fp, params_fp, inputs_fp, out_digests FROM steps")
+    return {r[0]: r[1:] for r in rows}
+
+
+def folder(tmp_path, name: str, datafile: str) -> Proj:
+    p = Proj(tmp_path / name)
+    p.root.mkdir()
+    p.write("Datafile", datafile)
+    return p
+
+
+def test_j2_is_faster_with_identical_results_and_records(tmp_path):
+    serial, parallel = folder(tmp_path, "serial", BURN), folder(tmp_path, "parallel", BURN)
+    one = serial.build("-j1")
+    two = parallel.build("-j2")
+    assert sorted(one["built"]) == sorted(two["built"]) == ["a", "b", "c", "d", "total"]
+    assert one["built"][-1] == two["built"][-1] == "total"  # it waits for its inputs
+    speedup = one["seconds"] / two["seconds"]
+    assert speedup >= 1.6, (one["seconds"], two["seconds"])
+    assert serial.read("out/total.json") == parallel.read("out/total.json")
+    for name in "abcd":
+        assert (serial.path(f".datamake/data/{name}.pkl").read_bytes()
+                == parallel.path(f".datamake/data/{name}.pkl").read_bytes())
+    assert records(serial) == records(parallel)
+    assert parallel.built("-j2") == []
+    assert parallel.built("-j") == []  # -j alone: one per CPU
+
+
+def test_keep_going_with_j2_builds_everything_independent(proj):
+    proj.write("Datafile", BURN.replace("burn(3, seconds)", "1 / 0"))
+    r = proj.run("-j2", "-k", "--json", "seconds=0.2")
+    assert r.code == 1
+    doc = r.json
+    assert sorted(doc["built"]) == ["a", "b", "d"]
+    assert [f["node"] for f in doc["failed"]] == ["c"]
+    assert "ZeroDivisionError" in r.err
+    # Without -k, no new step starts after the failure; what ran is kept.
+    proj.write("Datafile", BURN.replace("burn(3, seconds)", "1 / 0").replace("burn(4, seconds)", "burn(5, seconds)"))
+    r = proj.run("-j2", "--json", "seconds=0.2")
+    assert r.code == 1
+    assert "total" not in r.json["built"]
+
+
+def test_early_cutoff_and_partitions_under_parallelism(proj):
+    proj.write("Datafile", """
+        dataset src = "src/{id}.txt"
+        dataset parsed = "parsed/{id}.json"
+        dataset total = "total.json"
+        python:
+            import time
+        parsed[id]: src[id]
+            time.sleep(0.5)
+            [int(x) for x in src.split()]
+        total: parsed
+            sum(sum(v) for v in parsed.values())
+    """)
+    for i in range(4):
+        proj.write(f"src/{i}.txt", f"{i} {i}\n")
+    doc = proj.build("-j2", "total")
+    assert sorted(doc["built"]) == ["parsed[0]", "parsed[1]", "parsed[2]", "parsed[3]", "total"]
+    assert doc["seconds"] < 1.8  # four half-second steps on two workers
+    assert json.loads(proj.read("total.json")) == 12
+    proj.write("src/2.txt", "2  2\n")  # same numbers: early cutoff stops at parsed[2]
+    assert proj.built("-j2", "total") == ["parsed[2]"]
+
+
+def test_a_yielding_recipe_in_a_worker_records_each_partition(proj):
+    proj.write("Datafile", """
+        dataset chunks = "chunks/{k}.json"
+        chunks:
+            for i in range(5):
+                if str(i) not in done:
+                    yield str(i), {"i": i}
+        total: chunks
+            sum(v["i"] for v in chunks.values())
+    """)
+    assert proj.built("-j2", "total") == ["chunks", "total"]
+    db = sqlite3.connect(proj.path(".datamake/state.db"))
+    assert {r[0] for r in db.execute("SELECT node FROM steps WHERE node LIKE 'chunks[%'")} == {
+        f"chunks[{i}]" for i in range(5)}
+    assert proj.built("-j2", "total") == []
+
+
+def test_dask_local_cluster_builds_the_same(tmp_path):
+    serial = folder(tmp_path, "serial", BURN)
+    dask = folder(tmp_path, "dask", BURN)
+    assert sorted(serial.built("seconds=0.1")) == ["a", "b", "c", "d", "total"]
+    r = dask.run("--executor", "dask", "-j2", "--json", "seconds=0.1")
+    assert r.code == 0, r.err
+    assert sorted(r.json["built"]) == ["a", "b", "c", "d", "total"]
+    assert serial.read("out/total.json") == dask.read("out/total.json")
+    assert records(serial) == records(dask)
+    assert dask.built("--executor", "dask", "seconds=0.1") == []
+
+
+def test_a_remote_cluster_cannot_use_local_files(proj):
+    proj.write("Datafile", 'dataset out = "out.txt"\nout:\n    "x"\n')
+    r = proj.run("--executor", "dask://10.1.2.3:8786")
+    assert r.code == 2
+    assert r.err.startswith("datamake: error: the Dask workers at `10.1.2.3:8786` cannot see "
+                            "this machine's files: `out` (out.txt)")
+    assert "s3://" in r.err
+
+
+def test_logs_off_a_terminal_are_plain(proj):
+    proj.write("Datafile", BURN)
+    r = proj.run("-j2", "seconds=0.05")
+    assert r.code == 0
+    assert "\x1b" not in r.out + r.err and "\r" not in r.out + r.err
+    assert sorted(line.split()[1] for line in r.out.splitlines() if line.startswith("built")) == [
+        "a", "b", "c", "d", "total"]
