@@ -705,12 +705,18 @@ class DaskRunner(Runner):
         return fut.key
 
     def wait(self, on_partitions) -> list[tuple[Any, Any]]:
+        from distributed import wait
+
         while True:
-            done = [f for f in self._futures.values() if f.done()]
+            try:
+                res = wait(list(self._futures.values()), timeout=0.2,
+                           return_when="FIRST_COMPLETED")
+                done = list(res.done)
+            except TimeoutError:
+                done = []
             self._drain(on_partitions)
             if done:
                 break
-            time.sleep(0.005)
         out = []
         for fut in done:
             del self._futures[fut.key]
