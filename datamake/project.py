@@ -22,7 +22,7 @@ from .state import STATE_DIR, State
 if TYPE_CHECKING:
     from .model import Datafile
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 GRAPH_CACHE = "graph.pickle"
 MODEL_CACHE = "model.pickle"
 RECIPES_CACHE = "recipes.pickle"
@@ -111,6 +111,8 @@ class Project:
                 return None
             restamp = True
         g: graph_mod.Graph = data["graph"]
+        if not isinstance(g, graph_mod.Graph) or vars(g).keys() != _GRAPH_FIELDS:
+            return None  # written by another build of datamake: parse again
         self.warnings = data.get("warnings", [])
         self._sources = data["sources"]
         self._sources_digest = data["sources_digest"]
@@ -311,6 +313,9 @@ class Project:
                 raise UsageError(f"`{t}` is a parameter, not something to build",
                                  help=f"override it with `{t}=VALUE`")
         return list(targets)
+
+
+_GRAPH_FIELDS = vars(graph_mod.Graph()).keys()
 
 
 def _restamp(sources: list) -> list:

@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS run_steps(run INTEGER NOT NULL, node TEXT NOT NULL,
 """
 
 SEP = "\t"
+_UPGRADABLE = ("1",)  # schema versions that _SCHEMA's CREATE IF NOT EXISTS brings up to date
 
 
 class StepRecord(NamedTuple):
@@ -110,6 +111,11 @@ class State:
                 if row is None:
                     db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
                     db.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)",
+                               (str(SCHEMA_VERSION),))
+                elif row[0] in _UPGRADABLE:
+                    # Older states only lack tables: add them, keep every record.
+                    db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+                    db.execute("UPDATE meta SET value=? WHERE key='schema'",
                                (str(SCHEMA_VERSION),))
                 elif row[0] != str(SCHEMA_VERSION):
                     raise StateError(
