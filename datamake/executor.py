@@ -524,11 +524,12 @@ class _Build:
                 self.save_versions(node, key, res, verdict.sig)
             except CatalogError as e:
                 self.reporter.note(f"warning: {e}")
+            cached = None
             if outcome.kept and verdict.sig:
-                self.project.state.cache_add(
-                    verdict.sig, list(zip(node.outputs, (p.digest for p in outcome.pendings))),
-                    list(outcome.kept))
-            _record(self.project, self.planner, node, step, verdict, task.digests, res)  # type: ignore[arg-type]
+                cached = (list(zip(node.outputs, (p.digest for p in outcome.pendings))),
+                          list(outcome.kept))
+            _record(self.project, self.planner, node, step, verdict, task.digests, res,  # type: ignore[arg-type]
+                    cached=cached)
             if not node.generator and verdict.sig is not None and outcome.kept:
                 self.caches.share(verdict.sig, node, list(outcome.pendings))
             self.reporter.step_done(step, "built", res.seconds)
@@ -770,7 +771,8 @@ def runner_factory(project: "Project", rules: list[RuleNode], jobs: int,
 
 
 def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
-            verdict: Verdict, digests: list[str], res: StepResult, status: str = "built") -> None:
+            verdict: Verdict, digests: list[str], res: StepResult, status: str = "built",
+            cached: tuple[list, list] | None = None) -> None:
     detail = planner.detail(node, digests)
     recipe = project.recipes[node.name]
     h = hash_text(recipe.text)
@@ -784,4 +786,4 @@ def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
     project.state.record_step(StepRecord(
         step, verdict.sig, verdict.code_fp, verdict.params_fp, verdict.inputs_fp,
         res.paths, tuple(stable(s) for s in res.stamps), res.digests, detail, time.time(),
-        res.seconds), texts, status, [r.code for r in verdict.reasons])
+        res.seconds), texts, status, [r.code for r in verdict.reasons], cached)

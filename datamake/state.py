@@ -218,9 +218,10 @@ class State:
                 self._children[n[:i]].remove(n)
 
     def record_step(self, rec: StepRecord, texts: dict[str, str] | None = None,
-                    status: str | None = "built", reasons: list[str] | None = None) -> None:
-        """Record a finished step and its line in the run history, in one transaction
-        committed at once."""
+                    status: str | None = "built", reasons: list[str] | None = None,
+                    cached: tuple[list, list] | None = None) -> None:
+        """Record a finished step, its line in the run history and (`cached`: outputs,
+        object sizes) its entry in the local cache, in one transaction committed at once."""
         db = self.db
         assert db is not None
         row = (rec.node, rec.sig, rec.code_fp, rec.params_fp, rec.inputs_fp,
@@ -235,6 +236,13 @@ class State:
             if self.run_id is not None and status is not None:
                 db.execute("INSERT INTO run_steps VALUES(?,?,?,?,?)",
                            (self.run_id, rec.node, status, rec.seconds, json.dumps(reasons or [])))
+            if cached is not None:
+                outputs, sizes = cached
+                now = time.time()
+                db.execute("INSERT OR REPLACE INTO cache_steps VALUES(?,?,?)",
+                           (rec.sig, json.dumps(outputs), now))
+                db.executemany("INSERT OR REPLACE INTO cache_objects VALUES(?,?,?)",
+                               [(d, n, now) for d, n in sizes])
         self._texts_known.update(h for h, _ in new_texts)
         if self._rows is not None:
             if rec.node not in self._rows and self._children is not None and "[" in rec.node:

@@ -93,11 +93,19 @@ def run_job(job: Job, ctx: Context | None = None,
         if job.cache_dir and pendings and not any(p.digest.startswith("d:") or
                                                   os.path.isdir(p.tmp) for p in pendings):
             for p in pendings:
-                obj = os.path.join(job.cache_dir, p.digest[:2], p.digest)
-                if not os.path.exists(obj):
-                    os.makedirs(os.path.dirname(obj), exist_ok=True)
+                folder = os.path.join(job.cache_dir, p.digest[:2])
+                obj = os.path.join(folder, p.digest)
+                try:
+                    kept.append((p.digest, os.stat(obj).st_size))
+                    continue
+                except FileNotFoundError:
+                    pass
+                try:
                     _link_or_copy(p.tmp, obj)
-                kept.append((p.digest, os.path.getsize(obj)))
+                except FileNotFoundError:  # the first object of its folder
+                    os.makedirs(folder, exist_ok=True)
+                    _link_or_copy(p.tmp, obj)
+                kept.append((p.digest, os.stat(obj).st_size))
         res = commit(ctx.catalog, pendings, job.key, time.perf_counter() - t0)
     except BaseException:
         for p in pendings:
