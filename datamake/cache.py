@@ -4,7 +4,8 @@ built before is restored instead of run.
 
 Two tiers, one layout of ideas:
 - the local cache in `.datamake/cache/objects/` (files, hard-linked when possible, so
-  keeping them costs no copy), indexed in the state database, trimmed to a size limit
+  keeping them costs no copy; a step's worker links its outputs there before
+  committing them), indexed in the state database, trimmed to a size limit
   by `--gc` and after builds that exceed it ("going back is free");
 - an optional shared cache at any fsspec URL (`cache "s3://team/cache"`): objects under
   `objects/aa/DIGEST`, step entries under `steps/aa/SIG.json`, written objects first so
@@ -71,19 +72,6 @@ class LocalCache:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    def keep(self, sig: str, names: list[str], pendings: list[Pending]) -> None:
-        """Keep the files about to be committed, linked into the cache, and index them."""
-        sizes = []
-        for p in pendings:
-            if os.path.isdir(p.tmp) or p.digest.startswith("d:"):
-                return  # folders are not cached
-            obj = self.path(p.digest)
-            if not obj.exists():
-                obj.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(p.tmp, obj)
-            sizes.append((p.digest, obj.stat().st_size))
-        self.state.cache_add(sig, list(zip(names, (p.digest for p in pendings))), sizes)
-
     def materialize(self, digest: str, tmp: str) -> bool:
         """Put a verified copy of object `digest` at `tmp`; False when it is missing or
         corrupt (then it is dropped from the cache)."""
@@ -94,7 +82,7 @@ class LocalCache:
             obj.unlink(missing_ok=True)
             return False
         os.makedirs(os.path.dirname(tmp), exist_ok=True)
-        _link_or_copy(str(obj), tmp)
+        link_or_copy(str(obj), tmp)
         self.state.cache_touch(digest)
         return True
 
@@ -103,7 +91,7 @@ class LocalCache:
         obj = self.path(digest)
         if not obj.exists():
             obj.parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(path, obj)
+            link_or_copy(path, obj)
             self.state.cache_add(None, [], [(digest, obj.stat().st_size)])
 
     def gc(self, size: int) -> tuple[int, int]:
@@ -184,7 +172,9 @@ class SharedCache:
             raise storage_error(f"shared cache `{self.url}`", e) from None
 
 
-def _link_or_copy(src: str, dst: str | Path) -> None:
+def link_or_copy(src: str, dst: str | Path) -> None:
+    """Put `src`'s bytes at `dst` atomically: a hard link when the filesystem allows
+    (outputs are only ever replaced by rename, so sharing an inode is safe), else a copy."""
     tmp = f"{dst}.{os.getpid()}.tmp"
     try:
         os.link(src, tmp)
@@ -238,9 +228,6 @@ class Caches:
         if source == "shared":
             self.project.state.cache_add(sig, list(entry.outputs), [])
         return pendings
-
-    def keep(self, sig: str, node: Any, pendings: list[Pending]) -> None:
-        self.local.keep(sig, list(node.outputs), pendings)
 
     def share(self, sig: str, node: Any, pendings: list[Pending]) -> None:
         """Upload a built step to the shared cache (from the local cache's copies)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from . import formats
+from .cache import link_or_copy
 from .catalog import Catalog, PartitionMap, Pending
 from .graph import RuleNode
 from .recipe import Namespace, RecipeFailure, RecipeInfo, failure, make_function, run_shell
@@ -101,10 +102,10 @@ def run_job(job: Job, ctx: Context | None = None,
                 except FileNotFoundError:
                     pass
                 try:
-                    _link_or_copy(p.tmp, obj)
+                    link_or_copy(p.tmp, obj)
                 except FileNotFoundError:  # the first object of its folder
                     os.makedirs(folder, exist_ok=True)
-                    _link_or_copy(p.tmp, obj)
+                    link_or_copy(p.tmp, obj)
                 kept.append((p.digest, os.stat(obj).st_size))
         res = commit(ctx.catalog, pendings, job.key, time.perf_counter() - t0)
     except BaseException:
@@ -112,17 +113,6 @@ def run_job(job: Job, ctx: Context | None = None,
             ctx.catalog.discard(p)
         raise
     return JobResult(res, tuple(pendings), tuple(kept))
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    import shutil
-
-    tmp = f"{dst}.{os.getpid()}.tmp"
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
