@@ -160,6 +160,9 @@ def versions() -> dict[str, str]:
         v = json.loads(meta)
     except ValueError:
         v = {}
+    src = VENV_BIN.parent / "datamake-source.txt"
+    if src.exists() and "datamake" in v:
+        v["datamake"] += f" (from the repository at {src.read_text().strip()})"
     v["make"] = sh(["make", "--version"]).splitlines()[0] if shutil.which("make") else "not installed"
     v["ninja"] = sh(["ninja", "--version"]) if shutil.which("ninja") else "not installed"
     return v
@@ -363,6 +366,10 @@ def render(data: dict) -> str:
             "", "## Tool versions", ""]
     for name in ("datamake", "make", "ninja", "doit", "snakemake", "kedro", "kedro-datasets"):
         out.append(f"- {name}: {v.get(name, '?')}")
+        older = sorted({f"{s} N={n}" for (t, s, n), e in res.items()
+                        if t == name and e.get("version") and e["version"] != v.get(name)})
+        if older:
+            out.append(f"  - measured with an earlier version: {', '.join(older)}")
     out += ["", "## Method", "",
             "Wall-clock seconds, median of 5 runs (3 runs when a single run took more than "
             f"{SLOW_S:.0f} s, 2 when it took more than {VERY_SLOW_S:.0f} s; the `runs` column of "
@@ -517,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.time()
                 entry = bench_one(tool, shape, n, runs, log)
                 entry["seconds_spent"] = round(time.time() - t0, 1)
+                entry["version"] = data["versions"].get(tool)
                 log("  -> " + "  ".join(f"{k} {fmt_s(entry.get(k))}" for k in KINDS)
                     + f"  ({entry['seconds_spent']:.0f}s)")
                 data["results"] = [e for e in data["results"]

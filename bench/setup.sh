@@ -16,6 +16,12 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 # Reinstall datamake every time so that the benchmark measures the repository's code.
 "${pip[@]}" install --force-reinstall --no-deps "$repo" || { echo "setup.sh: datamake failed to install" >&2; exit 1; }
 "${pip[@]}" install "$repo" || exit 1
+# Which datamake was installed: run.py reports it beside the results.
+rev="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git -C "$repo" status --porcelain -- . ':!bench' 2>/dev/null)" ]; then
+    rev="$rev + uncommitted changes"
+fi
+echo "$rev, installed $(date -u '+%Y-%m-%d %H:%M UTC')" > "$venv/datamake-source.txt"
 
 # Each comparison tool on its own: one that fails to install is reported and skipped.
 while read -r pkg; do

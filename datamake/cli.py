@@ -12,7 +12,7 @@ import click
 
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DatamakeError, UsageError
 
-_OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+_OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(.*)$", re.S)
 
 
 def parse_value(text: str) -> Any:
@@ -246,14 +246,14 @@ def _resume(file: str, directory: str | None, targets: list[str], raw: list[str]
 
 
 def _check(project, file: str, reporter, as_json: bool) -> int:
-    from .parser import parse_file
+    from .parser import load
 
     # Always a fresh parse, so the warnings are shown even when the cache is valid.
     from . import graph as graph_mod
     from .errors import DatafileError
 
     try:
-        model = parse_file(project.path, project.display)
+        model = load(project.path, project.display)
         _, warnings = graph_mod.build(model)
     except DatafileError as e:
         if as_json:

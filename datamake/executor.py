@@ -449,9 +449,11 @@ class _Build:
         done = None
         if node.generator:
             done = self.prepare_yielding(node, task.verdict)
+        recipe = project.recipes[node.name]
         return Job(str(project.root), project.display, datasets,
-                   {p: project.params[p] for p in node.params}, project.recipes[node.name],
-                   project.python_blocks, node, task.step, task.key, whole_keys, pins, done,
+                   {p: project.params[p] for p in node.params}, recipe,
+                   project.python_blocks(recipe.scope), str(project.scope_folder(recipe.scope)),
+                   node, task.step, task.key, whole_keys, pins, done,
                    None if node.generator else str(self.caches.local.dir),
                    self.reporter.json,
                    self.started.queue() if node.generator and self.started else None)
@@ -460,8 +462,8 @@ class _Build:
         """Steps run here share the build's catalog (and its listings) and namespace."""
         if self.started is None or not self.started.inline:
             return None
-        return Context(job.root, job.display, self.catalog, job.params,
-                       self.project.namespace, job.recipe)
+        return Context(job.root, job.recipe.filename or job.display, job.folder, self.catalog,
+                       job.params, self.project.namespace(job.recipe.scope), job.recipe)
 
     def prepare_yielding(self, node: RuleNode, verdict: Verdict) -> frozenset[str]:
         """Before a yielding recipe runs: drop partitions built from another signature

@@ -12,6 +12,7 @@ import ast
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import model
 from .hashing import hash_parts, hash_text
@@ -281,15 +282,29 @@ class CodeIndex:
             self._reach(sc, name, closure)
 
 
-def code_fingerprints(graph, df: model.Datafile, root: Path) -> tuple[CodeIndex, dict[str, str], dict[str, dict[str, str]]]:
-    """Each rule's code fingerprint and the {label: own hash} closure behind it."""
-    index = CodeIndex(root, df.python)
+class Fingerprints(NamedTuple):
+    fps: dict[str, str]  # rule -> fingerprint of its code
+    deps: dict[str, dict[str, str]]  # rule -> {label: own hash} behind it
+    files: dict[str, tuple[int, int]]  # project files read
+    texts: dict[str, str]  # own hash -> source text
+
+
+def code_fingerprints(graph, df: model.Datafile, root: Path) -> Fingerprints:
+    """Each rule's code fingerprint and the closure of definitions behind it. Each file's
+    recipes resolve names against their own `python:` blocks and modules beside them."""
+    folders = dict(df.scopes) or {"": str(root)}
+    indexes: dict[str, CodeIndex] = {}
     fps: dict[str, str] = {}
     deps: dict[str, dict[str, str]] = {}
     for name, node in graph.rules.items():
         rule = df.rules[node.index]
         recipe = rule.recipe
         assert recipe is not None
+        index = indexes.get(recipe.scope)
+        if index is None:
+            index = indexes[recipe.scope] = CodeIndex(
+                Path(folders.get(recipe.scope, root)),
+                tuple(b for b in df.python if b.scope == recipe.scope))
         closure = index.recipe_closure(recipe, set(recipe.args))
         outs = []
         for o in node.outputs:
@@ -299,4 +314,9 @@ def code_fingerprints(graph, df: model.Datafile, root: Path) -> tuple[CodeIndex,
                                ",".join(node.locals), ",".join(node.param_locals),
                                *(f"{k}={v}" for k, v in sorted(closure.items())))
         deps[name] = closure
-    return index, fps, deps
+    files: dict[str, tuple[int, int]] = {}
+    texts: dict[str, str] = {}
+    for index in indexes.values():
+        files.update(index.files)
+        texts.update(index.texts)
+    return Fingerprints(fps, deps, files, texts)

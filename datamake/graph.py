@@ -140,11 +140,13 @@ def build(df: "model.Datafile") -> tuple[Graph, list[Diagnostic]]:
     return _Checker(df).run()
 
 
-def _python_defines(df: "model.Datafile") -> set[str]:
+def _python_defines(df: "model.Datafile", scope: str) -> set[str]:
     import ast
 
     names: set[str] = set()
     for block in df.python:
+        if block.scope != scope:
+            continue
         try:
             tree = ast.parse("if True:\n" + block.text + "\n")
         except SyntaxError:
@@ -232,7 +234,8 @@ class _Checker:
                          help="an alias (a rule with no recipe) is written `NAME: INPUTS`")
             rule_by_name.setdefault(r.name, (i, r))
         names = set(self.defined)
-        py_defs = _python_defines(df)
+        py_defs = {scope: _python_defines(df, scope) for scope in
+                   {""} | {r.recipe.scope for r in df.rules if r.recipe is not None}}
 
         # Datasets: declared ones, then the implicit homes of undeclared outputs.
         for d in df.datasets:
@@ -294,7 +297,7 @@ class _Checker:
                 continue
             if any(g.producer.get(o.name) != r.name for o in r.outputs):
                 continue  # a duplicate already reported
-            self.check_uses(r, names, py_defs)
+            self.check_uses(r, names, py_defs[r.recipe.scope])
             self.check_partitions(r)
             key = r.outputs[0].key
             nodes[r.name] = RuleNode(r.name, tuple(o.name for o in r.outputs), tuple(ins),
@@ -348,6 +351,9 @@ class _Checker:
     def check_uses(self, r: "model.Rule", names: set[str], py_defs: set[str]) -> None:
         recipe = r.recipe
         assert recipe is not None
+        if r.ns:
+            # An included file's recipe sees its own file's names, unprefixed.
+            names = {n[len(r.ns):] for n in names if n.startswith(r.ns)}
         bound = {i.local for i in r.inputs}
         outs = {o.name for o in r.outputs}
         keys = {o.key for o in r.outputs if o.key} | {i.key for i in r.inputs if i.key}

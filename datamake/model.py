@@ -86,6 +86,7 @@ class Recipe:
     import_chains: tuple[str, ...] = ()  # dotted names read through those imports
     args: tuple[str, ...] = ()  # the names the recipe is called with
     code: bytes = b""  # the compiled function (marshal), named by the rule
+    scope: str = ""  # whose `python:` blocks it sees: "" (the top Datafile) or an include
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Rule:
     recipe: Recipe | None
     doc: str | None
     span: Span  # the first output
+    ns: str = ""  # the namespace prefix of an included file's rule ("features.")
 
     @property
     def name(self) -> str:
@@ -111,6 +113,7 @@ class PythonBlock:
     text: str
     line: int  # the Datafile line of the block's first line
     span: Span
+    scope: str = ""  # "" for the top Datafile, else the included file's path
 
 
 @dataclass(frozen=True)
@@ -134,3 +137,5 @@ class Datafile:
     python: tuple[PythonBlock, ...]
     includes: tuple[Include, ...]
     cache: tuple[str, Span] | None
+    scopes: tuple[tuple[str, str], ...] = ()  # (scope, folder) of every file read
+    sources: tuple[str, ...] = ()  # every Datafile and params file read (absolute)

@@ -55,6 +55,7 @@ class Project:
         self._model: "Datafile | None" = None
         self._recipes: dict | None = None
         self._python: tuple | None = None
+        self._scopes: dict[str, str] | None = None
         self._sources: list = []
         self._sources_digest = ""
         self.code_texts: dict[str, str] = {}
@@ -69,7 +70,7 @@ class Project:
             self.params[k] = v
         self.catalog = Catalog(self.root, self.graph.datasets, env, self.graph.locations)
         self._state: State | None = None
-        self._namespace = None
+        self._namespaces: dict[str, Any] = {}
 
     # -- loading, with the parse cache ------------------------------------------------
     #
@@ -132,7 +133,7 @@ class Project:
         from . import parser
         from .hashing import hash_parts
 
-        model = parser.parse_file(self.path, self.display)
+        model = parser.load(self.path, self.display)
         g, warnings = graph_mod.build(model)
         for d in model.datasets:
             g.spans.setdefault(d.name, (d.span.file, d.span.line, d.span.col))
@@ -140,8 +141,7 @@ class Project:
         self.warnings = warnings
         self.parsed = True
         rows = []
-        for p in [str(self.path)] + [str((self.root / pf.path).resolve())
-                                     for pf in model.params_files]:
+        for p in model.sources:
             try:
                 rows.append((p, local_stamp(p) or "", hash_file(p)))
             except OSError:
@@ -158,14 +158,15 @@ class Project:
 
         model = self._model
         assert model is not None
-        index, fps, deps = code_fingerprints(g, model, self.root)
-        g.code_fp = fps
-        g.code_deps = deps
-        self.code_texts = index.texts
+        found = code_fingerprints(g, model, self.root)
+        g.code_fp = found.fps
+        g.code_deps = found.deps
+        self.code_texts = found.texts
         self._recipes = {name: recipe_info(model.rules[node.index])
                          for name, node in g.rules.items()}
-        self._python = tuple((b.text, b.line) for b in model.python)
-        modules = [(p, stable(local_stamp(p)) or "?") for p in sorted(index.files)]
+        self._python = tuple((b.text, b.line, b.scope, b.span.file) for b in model.python)
+        self._scopes = dict(model.scopes)
+        modules = [(p, stable(local_stamp(p)) or "?") for p in sorted(found.files)]
         try:
             self.state_dir.mkdir(exist_ok=True)
             key, digest = self._cache_key(), self._sources_digest
@@ -173,7 +174,7 @@ class Project:
                            {"key": key, "sources_digest": digest, "model": model})
             _atomic_pickle(self.state_dir / RECIPES_CACHE, {
                 "key": key, "sources_digest": digest, "recipes": self._recipes,
-                "python": self._python, "texts": self.code_texts})
+                "python": self._python, "scopes": self._scopes, "texts": self.code_texts})
         except OSError:
             pass  # a read-only project still builds; it just parses every time
         self._write_graph(g, modules)
@@ -210,6 +211,7 @@ class Project:
             return
         self._recipes = data["recipes"]
         self._python = data["python"]
+        self._scopes = data["scopes"]
         self.code_texts = data["texts"]
 
     @property
@@ -220,11 +222,21 @@ class Project:
         return self._recipes
 
     @property
-    def python_blocks(self) -> tuple:
-        """The `python:` blocks as (text, line) pairs."""
+    def sources(self) -> list[str]:
+        """Every file the pipeline was read from: Datafiles, included ones, params files."""
+        return [p for p, _, _ in self._sources]
+
+    def python_blocks(self, scope: str = "") -> tuple:
+        """The `python:` blocks of one file (`scope`) as (text, line, filename)."""
         if self._python is None:
             self._load_recipes()
-        return self._python  # type: ignore[return-value]
+        return tuple((t, line, f) for t, line, s, f in self._python if s == scope)  # type: ignore[union-attr]
+
+    def scope_folder(self, scope: str) -> Path:
+        """The folder of the file whose recipes see `scope`'s python: blocks."""
+        if self._scopes is None:
+            self._load_recipes()
+        return Path(self._scopes.get(scope, str(self.root)))  # type: ignore[union-attr]
 
     @property
     def model(self) -> "Datafile":
@@ -232,7 +244,7 @@ class Project:
         if self._model is None:
             from . import parser
 
-            self._model = parser.parse_file(self.path, self.display)
+            self._model = parser.load(self.path, self.display)
         return self._model
 
     @property
@@ -241,13 +253,15 @@ class Project:
             self._state = State(self.root)
         return self._state
 
-    @property
-    def namespace(self):
-        if self._namespace is None:
+    def namespace(self, scope: str = ""):
+        """The globals of the recipes of one file: its python: blocks, run once."""
+        ns = self._namespaces.get(scope)
+        if ns is None:
             from .recipe import Namespace
 
-            self._namespace = Namespace(self.python_blocks, self.root, self.display)
-        return self._namespace
+            ns = self._namespaces[scope] = Namespace(self.python_blocks(scope),
+                                                     self.scope_folder(scope))
+        return ns
 
     def close(self) -> None:
         if self._state is not None:
@@ -279,7 +293,8 @@ class Project:
             # A pickle of a class defined in the `python:` block needs that block run.
             if "__datafile__" not in str(e):
                 raise
-            self.namespace.globals()
+            for scope in list(self._scopes or {""}):
+                self.namespace(scope).globals()
             return self.catalog.load(name)
 
     def build(self, targets: list[str] | str | None = None, **options: Any):

@@ -40,10 +40,9 @@ def user_code_ran() -> bool:
 class Namespace:
     """The globals recipes share: the `python:` blocks, run once as module `__datafile__`."""
 
-    def __init__(self, blocks: tuple[tuple[str, int], ...], root: Path, filename: str):
-        self.blocks = blocks
+    def __init__(self, blocks: tuple[tuple[str, int, str], ...], root: Path):
+        self.blocks = blocks  # (text, line, the Datafile it is in)
         self.root = str(root)
-        self.filename = filename
         self._module: types.ModuleType | None = None
 
     def globals(self) -> dict[str, Any]:
@@ -52,14 +51,14 @@ class Namespace:
             if self.root not in sys.path:
                 sys.path.insert(0, self.root)
             mod = types.ModuleType(MODULE)
-            mod.__file__ = self.filename
+            mod.__file__ = self.blocks[0][2] if self.blocks else os.path.join(self.root, "Datafile")
             # Registered so that objects of classes defined here can be unpickled.
             sys.modules[MODULE] = mod
             self._module = mod
-            for text, line in self.blocks:
+            for text, line, filename in self.blocks:
                 src = "\n" * (line - 2) + "if True:\n" + text + "\n"
                 try:
-                    code = compile(src, self.filename, "exec")
+                    code = compile(src, filename, "exec")
                     exec(code, mod.__dict__)
                 except BaseException as e:
                     if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -147,12 +146,15 @@ class RecipeInfo(NamedTuple):
     generator: bool
     args: tuple[str, ...]
     code: bytes  # marshalled function (python recipes)
+    scope: str = ""  # whose python: blocks it sees ("" for the top Datafile)
+    filename: str = ""  # the Datafile it is written in, as shown in messages
 
 
 def recipe_info(rule: "model.Rule") -> RecipeInfo:
     r = rule.recipe
     assert r is not None
-    return RecipeInfo(r.kind, r.text, r.line, rule.span.line, r.generator, r.args, r.code)
+    return RecipeInfo(r.kind, r.text, r.line, rule.span.line, r.generator, r.args, r.code,
+                      r.scope, rule.span.file)
 
 
 def make_function(info: RecipeInfo, name: str, globals_: dict[str, Any]) -> Callable[..., Any]:

@@ -61,11 +61,9 @@ def watched(project: Any) -> Watched:
 
     w = Watched(project.root)
     w.files.add(str(project.path))
-    try:
-        for pf in project.model.params_files:
-            w.files.add(os.path.normpath(str(project.root / pf.path)))
-    except Exception:  # noqa: BLE001 - a broken Datafile: the Datafile alone is watched
-        pass
+    for path in project.sources:  # included Datafiles and params files
+        w.files.add(os.path.normpath(path))
+        w.folders.add(_existing(os.path.dirname(path)))
     g = project.graph
     cat = project.catalog
     for name, info in g.datasets.items():

@@ -38,7 +38,8 @@ class Job(NamedTuple):
     datasets: dict[str, Any]  # name -> DatasetInfo: the step's inputs and outputs
     params: dict[str, Any]  # name -> value: the step's parameters
     recipe: RecipeInfo
-    python: tuple[tuple[str, int], ...]  # the python: blocks
+    python: tuple[tuple[str, int, str], ...]  # the python: blocks its recipe sees
+    folder: str  # the folder of the Datafile the recipe is in (sys.path, shell cwd)
     node: RuleNode
     step: str
     key: str | None = None
@@ -60,7 +61,8 @@ class Context(NamedTuple):
     """What a step runs against: a catalog, parameter values, the recipes' globals."""
 
     root: str
-    display: str
+    display: str  # the Datafile the recipe is in, as shown in messages
+    folder: str
     catalog: Catalog
     params: dict[str, Any]
     namespace: Namespace
@@ -68,14 +70,15 @@ class Context(NamedTuple):
 
 
 @functools.lru_cache(maxsize=8)
-def _namespace(python: tuple[tuple[str, int], ...], root: str, display: str) -> Namespace:
+def _namespace(python: tuple[tuple[str, int, str], ...], folder: str) -> Namespace:
     # One per worker process and Datafile: the python: blocks run once, not per step.
-    return Namespace(python, Path(root), display)
+    return Namespace(python, Path(folder))
 
 
 def context(job: Job) -> Context:
-    return Context(job.root, job.display, Catalog(Path(job.root), job.datasets),
-                   job.params, _namespace(job.python, job.root, job.display), job.recipe)
+    return Context(job.root, job.recipe.filename or job.display, job.folder,
+                   Catalog(Path(job.root), job.datasets), job.params,
+                   _namespace(job.python, job.folder), job.recipe)
 
 
 def run_job(job: Job, ctx: Context | None = None,
@@ -191,7 +194,7 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
                 values_map[o] = pend.tmp
             if len(node.outputs) == 1:
                 values_map["out"] = outs[node.outputs[0]].tmp
-            run_shell(recipe, values_map, Path(ctx.root), ctx.display,
+            run_shell(recipe, values_map, Path(ctx.folder), ctx.display,
                       stdout=sys.stderr if quiet_stdout else None)
             final = [cat.seal(outs[o]) for o in node.outputs]
     except BaseException:

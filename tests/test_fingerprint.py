@@ -61,8 +61,8 @@ def fps(root, datafile=DATAFILE, helpers=HELPERS, stats=STATS):
     text = textwrap.dedent(datafile).lstrip("\n") + "x:\n    [1, None, 2]\n"
     df = parse_text(text, "Datafile", root)
     g, _ = graph.build(df)
-    index, fp, deps = code_fingerprints(g, df, root)
-    return fp, deps, index
+    found = code_fingerprints(g, df, root)
+    return found.fps, found.deps, found
 
 
 def changed(before, after):
