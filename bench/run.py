@@ -213,8 +213,15 @@ def clean(tool: str, d: Path) -> None:
             p.unlink()
 
 
+LOADS: list[float] = []  # the 1-minute load average before each timed build
+
+
 def timed(cmd: list[str], d: Path) -> tuple[float, int, str]:
     os.sync()  # let the previous build's writes reach the disk outside the timing
+    try:
+        LOADS.append(os.getloadavg()[0])
+    except OSError:
+        pass
     log = d / "bench-log.txt"
     with open(log, "w") as f:
         # No timeout= on the wait: with one, Python polls the child with sleeps of up
@@ -324,6 +331,7 @@ def bench_one(tool: str, shape: str, n: int, runs: int, log) -> dict:
     for k in KINDS:
         s = entry["samples"][k]
         entry[k] = round(statistics.median(s), 4) if s else None
+        entry[f"{k}_min"] = min(s) if s else None
     return entry
 
 
@@ -345,6 +353,14 @@ def fmt_ratio(x: float | None, base: float | None) -> str:
     return f" (×{r:.2f})" if r < 10 else f" (×{r:.0f})"
 
 
+def load_summary(res: dict) -> str:
+    loads = [e["load_avg"] for e in res.values() if "load_avg" in e]
+    if not loads:
+        return "not recorded"
+    return (f"{statistics.median(loads):.2f} at the median over workloads "
+            f"(from {min(loads):.2f} to {max(loads):.2f})")
+
+
 def render(data: dict) -> str:
     m = data.get("machine", {})
     v = data.get("versions", {})
@@ -363,6 +379,9 @@ def render(data: dict) -> str:
             "- Disk: a virtualised, noisy disk. Creating and writing one small file took "
             f"{fc.get('median_us')} µs at the median (10%–90%: {fc.get('p10_us')}–"
             f"{fc.get('p90_us')} µs, max {fc.get('max_us')} µs) when this run started.",
+            "- Other work on the machine: the 1-minute load average before the timed builds "
+            f"was {load_summary(res)} (1 = one core busy; this benchmark itself adds about 1 "
+            "while a build runs). Above that, other processes were sharing the 2 cores.",
             "", "## Tool versions", ""]
     for name in ("datamake", "make", "ninja", "doit", "snakemake", "kedro", "kedro-datasets"):
         out.append(f"- {name}: {v.get(name, '?')}")
@@ -372,8 +391,8 @@ def render(data: dict) -> str:
             out.append(f"  - measured with an earlier version: {', '.join(older)}")
     out += ["", "## Method", "",
             "Wall-clock seconds, median of 5 runs (3 runs when a single run took more than "
-            f"{SLOW_S:.0f} s, 2 when it took more than {VERY_SLOW_S:.0f} s; the `runs` column of "
-            "`results.json` keeps every sample). `full` = clean build (outputs and the tool's "
+            f"{SLOW_S:.0f} s, 2 when it took more than {VERY_SLOW_S:.0f} s; "
+            "`results.json` keeps every sample and the minimum). `full` = clean build (outputs and the tool's "
             "state deleted), `noop` = the same build again with nothing changed, `one` = one "
             "input's content changed, then the build. Each workload gets one untimed warm-up "
             "build first. Every tool runs one job at a time (`ninja -j1`, `snakemake --cores 1 "
@@ -522,7 +541,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 log(f"{tool} {shape} N={n}")
                 t0 = time.time()
+                LOADS.clear()
                 entry = bench_one(tool, shape, n, runs, log)
+                if LOADS:
+                    entry["load_avg"] = round(statistics.mean(LOADS), 2)
                 entry["seconds_spent"] = round(time.time() - t0, 1)
                 entry["version"] = data["versions"].get(tool)
                 log("  -> " + "  ".join(f"{k} {fmt_s(entry.get(k))}" for k in KINDS)

@@ -180,12 +180,18 @@ SHARED = """
 """
 
 
-def test_shared_cache_lets_a_teammate_start_where_the_first_stopped(tmp_path, s3):
-    alice, bob = Proj(tmp_path / "alice"), Proj(tmp_path / "bob")
-    for p in (alice, bob):
+def teammates(tmp_path, datafile: str, numbers: str) -> tuple[Proj, Proj]:
+    """Two separate project folders with the same Datafile and inputs."""
+    pair = Proj(tmp_path / "alice"), Proj(tmp_path / "bob")
+    for p in pair:
         p.root.mkdir()
-        p.write("Datafile", SHARED.format(bucket=s3.bucket))
-        p.write("numbers.txt", "1 2 3 4\n")
+        p.write("Datafile", datafile)
+        p.write("numbers.txt", numbers)
+    return pair
+
+
+def test_shared_cache_lets_a_teammate_start_where_the_first_stopped(tmp_path, s3):
+    alice, bob = teammates(tmp_path, SHARED.format(bucket=s3.bucket), "1 2 3 4\n")
     assert alice.built() == ["parsed", "scaled", "report"]
     assert any(k.startswith("team-cache/steps/") for k in s3.keys("team-cache/"))
     doc = bob.build()
@@ -204,11 +210,7 @@ def test_shared_cache_lets_a_teammate_start_where_the_first_stopped(tmp_path, s3
 
 
 def test_a_corrupt_shared_entry_is_never_used(tmp_path, s3):
-    alice, bob = Proj(tmp_path / "alice"), Proj(tmp_path / "bob")
-    for p in (alice, bob):
-        p.root.mkdir()
-        p.write("Datafile", SHARED.format(bucket=s3.bucket))
-        p.write("numbers.txt", "1 2 3 4\n")
+    alice, bob = teammates(tmp_path, SHARED.format(bucket=s3.bucket), "1 2 3 4\n")
     assert alice.built() == ["parsed", "scaled", "report"]
     scaled = alice.path("out/scaled.json").read_bytes()
     from datamake.hashing import hash_bytes
@@ -222,11 +224,8 @@ def test_a_corrupt_shared_entry_is_never_used(tmp_path, s3):
 
 
 def test_the_cache_can_be_a_folder(tmp_path):
-    alice, bob = Proj(tmp_path / "alice"), Proj(tmp_path / "bob")
-    for p in (alice, bob):
-        p.root.mkdir()
-        p.write("Datafile", SHARED.replace('cache "s3://{bucket}/team-cache"', "").format(bucket=""))
-        p.write("numbers.txt", "5\n")
+    alice, bob = teammates(tmp_path, SHARED.replace('cache "s3://{bucket}/team-cache"', "")
+                           .format(bucket=""), "5\n")
     folder = tmp_path / "shared"
     assert alice.built("--cache", str(folder)) == ["parsed", "scaled", "report"]
     assert bob.build("--cache", str(folder))["cached"] == ["parsed", "scaled", "report"]
