@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark datamake against GNU make, ninja, doit, snakemake and kedro.
 
-    bench/setup.sh && bench/.venv/bin/python bench/run.py            # everything (~40 min)
-    bench/.venv/bin/python bench/run.py --quick                      # a subset (~5 min)
+    bench/setup.sh && bench/.venv/bin/python bench/run.py            # everything (~45 min)
+    bench/.venv/bin/python bench/run.py --quick                      # a subset (~8 min)
     bench/.venv/bin/python bench/run.py --tools datamake,make --sizes 1000
     bench/.venv/bin/python bench/run.py --report-only                # rewrite RESULTS.md
 
@@ -378,7 +378,7 @@ def render(data: dict) -> str:
             f"- Python {m.get('python')}, Linux {m.get('kernel')}",
             "- Disk: a virtualised, noisy disk. Creating and writing one small file took "
             f"{fc.get('median_us')} µs at the median (10%–90%: {fc.get('p10_us')}–"
-            f"{fc.get('p90_us')} µs, max {fc.get('max_us')} µs) when this run started.",
+            f"{fc.get('p90_us')} µs, max {fc.get('max_us')} µs) when the last `run.py` invocation started.",
             "- Other work on the machine: the 1-minute load average before the timed builds "
             f"was {load_summary(res)} (1 = one core busy; this benchmark itself adds about 1 "
             "while a build runs). Above that, other processes were sharing the 2 cores.",

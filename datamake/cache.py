@@ -63,7 +63,7 @@ class LocalCache:
         self.state = state
 
     def path(self, digest: str) -> Path:
-        return self.dir / digest[:2] / digest
+        return self.dir / digest
 
     def get(self, sig: str) -> Entry | None:
         outs = self.state.cache_entry(sig)

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from .cache import Caches, limit as cache_limit
-from .catalog import clean_temps, stable
+from .catalog import RACY_NS, clean_temps, local_stamp, stable
 from .errors import CatalogError, UsageError
 from .graph import RuleNode
 from .hashing import hash_text
@@ -114,6 +114,9 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
             with contextlib.suppress(Exception):
                 for node, stamps in planner.refreshes:
                     state.refresh_stamps(node, stamps)
+            if not result.interrupted:
+                with contextlib.suppress(Exception):
+                    run.restamp()
             with contextlib.suppress(Exception):
                 state.end_run(status)
             for w in run.caches.warnings:
@@ -174,6 +177,7 @@ class _Build:
         self.ready: collections.deque[_Task] = collections.deque()
         self.inflight: dict[Any, _Task] = {}
         self.running: dict[str, _Task] = {}  # step -> task, while it runs
+        self.young: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
         self.stopping = False
 
     # -- scheduling -----------------------------------------------------------------
@@ -359,7 +363,7 @@ class _Build:
             if restored is not None:
                 res = commit(self.catalog, restored, key, time.perf_counter() - t)
                 self.save_versions(node, key, res, verdict.sig)
-                _record(self.project, self.planner, node, step, verdict, digests, res, "cached")
+                self.record(node, step, verdict, digests, res, "cached")
                 self.reporter.step_done(step, "cached", res.seconds)
                 self.settle(rr, step, key, Outcome("cached", res.digests, res.seconds,
                                                    verdict.reasons), verdict)
@@ -487,9 +491,12 @@ class _Build:
                 continue
             v = task.verdict
             out = task.node.outputs[0]
-            state.record_step(StepRecord(f"{out}[{key}]", v.sig or "", v.code_fp, v.params_fp,
+            node = f"{out}[{key}]"
+            state.record_step(StepRecord(node, v.sig or "", v.code_fp, v.params_fp,
                                          v.inputs_fp or "", (path,), (stable(stamp),),
                                          (digest,), {}, time.time(), 0.0), status=None)
+            if stable(stamp) != stamp:
+                self.young.append((node, (path,), (stamp,)))
             self.reporter.step_progress(step, len(self._recorded_keys(out, v.sig)), None)
 
     def finish(self, task: _Task, outcome: JobResult | BaseException) -> None:
@@ -530,8 +537,7 @@ class _Build:
             if outcome.kept and verdict.sig:
                 cached = (list(zip(node.outputs, (p.digest for p in outcome.pendings))),
                           list(outcome.kept))
-            _record(self.project, self.planner, node, step, verdict, task.digests, res,  # type: ignore[arg-type]
-                    cached=cached)
+            self.record(node, step, verdict, task.digests, res, cached=cached)
             if not node.generator and verdict.sig is not None and outcome.kept:
                 self.caches.share(verdict.sig, node, list(outcome.pendings))
             self.reporter.step_done(step, "built", res.seconds)
@@ -539,6 +545,54 @@ class _Build:
                                                verdict.reasons), verdict)
         if rr.outstanding == 0:
             self.end_rule(rr)
+
+    def record(self, node: RuleNode, step: str, verdict: Verdict, digests: list[str | None],
+               res: StepResult, status: str = "built",
+               cached: tuple[list, list] | None = None) -> None:
+        """Commit a finished step's record (with the code texts `--explain` diffs)."""
+        project = self.project
+        detail = self.planner.detail(node, digests)  # type: ignore[arg-type]
+        recipe = project.recipes[node.name]
+        h = hash_text(recipe.text)
+        detail["recipe"] = h
+        texts = {h: recipe.text}
+        for own in detail["code"].values():
+            t = project.code_texts.get(own)
+            if t is not None:
+                texts[own] = t
+        assert verdict.sig is not None and verdict.inputs_fp is not None
+        stamps = tuple(stable(s) for s in res.stamps)
+        if stamps != res.stamps:
+            self.young.append((step, res.paths, res.stamps))
+        project.state.record_step(StepRecord(
+            step, verdict.sig, verdict.code_fp, verdict.params_fp, verdict.inputs_fp,
+            res.paths, stamps, res.digests, detail, time.time(), res.seconds),
+            texts, status, [r.code for r in verdict.reasons], cached)
+
+    def restamp(self) -> None:
+        """Outputs and sources stamped too young to be trusted (written within one
+        timestamp tick of being checked) are looked at again once the tick has passed,
+        so the next build trusts their stamps instead of hashing them all again. Only a
+        file still exactly as observed is restamped."""
+        young_files = self.planner.young_files
+        if not self.young and not young_files:
+            return
+        newest = 0
+        for _, _, observed in self.young:
+            newest = max([newest] + [_mtime(s) for s in observed])
+        for _, observed, _ in young_files:
+            newest = max(newest, _mtime(observed))
+        wait = (newest + RACY_NS - time.time_ns()) / 1e9
+        if 0 < wait < 0.1:
+            time.sleep(wait)
+        steps = []
+        for step, paths, observed in self.young:
+            now = tuple(local_stamp(p) if "://" not in p else s for p, s in zip(paths, observed))
+            if now == observed and all(stable(s) == s for s in observed):
+                steps.append((step, observed))
+        files = [(path, observed, digest) for path, observed, digest in young_files
+                 if local_stamp(path) == observed and stable(observed) == observed]
+        self.project.state.restamp(steps, files)
 
     def save_versions(self, node: RuleNode, key: str | None, res: StepResult,
                       sig: str | None) -> None:
@@ -772,20 +826,8 @@ def runner_factory(project: "Project", rules: list[RuleNode], jobs: int,
                      help="use `local`, `dask` or `dask://HOST:PORT`")
 
 
-def _record(project: "Project", planner: Planner, node: RuleNode, step: str,
-            verdict: Verdict, digests: list[str], res: StepResult, status: str = "built",
-            cached: tuple[list, list] | None = None) -> None:
-    detail = planner.detail(node, digests)
-    recipe = project.recipes[node.name]
-    h = hash_text(recipe.text)
-    detail["recipe"] = h
-    texts = {h: recipe.text}
-    for own in detail["code"].values():
-        t = project.code_texts.get(own)
-        if t is not None:
-            texts[own] = t
-    assert verdict.sig is not None and verdict.inputs_fp is not None
-    project.state.record_step(StepRecord(
-        step, verdict.sig, verdict.code_fp, verdict.params_fp, verdict.inputs_fp,
-        res.paths, tuple(stable(s) for s in res.stamps), res.digests, detail, time.time(),
-        res.seconds), texts, status, [r.code for r in verdict.reasons], cached)
+def _mtime(stamp: str) -> int:
+    try:
+        return int(stamp.split(":", 1)[0])
+    except ValueError:
+        return 0

@@ -20,6 +20,7 @@ from . import model
 from .diagnostics import did_you_mean
 from .errors import DatafileError, Diagnostic, Span, error
 from .hashing import hash_text
+from .recipe import parse_at
 
 _KEYWORDS = ("param", "params", "dataset", "include", "cache", "python", "as", "versioned")
 
@@ -486,9 +487,8 @@ class _Builder:
         text = str(tok)
         first = _first_code_line(text, tok.line)
         span = Span(self.path, first, 1, first, 1)
-        src = "\n" * (tok.line - 2) + "if True:\n" + text + "\n"
         try:
-            ast.parse(src, self.path)
+            parse_at("if True:\n" + text + "\n", tok.line - 1, self.path)
         except SyntaxError as e:
             raise _python_syntax_error(e, self.path, "in the `python:` block") from None
         return model.PythonBlock(text, tok.line, span)
@@ -562,9 +562,8 @@ class _Builder:
 
     def python_recipe(self, text, line, first, outputs, inputs) -> model.Recipe:
         fname = outputs[0].name
-        src = "\n" * (line - 2) + f"def {fname}():\n" + text + "\n"
         try:
-            tree = ast.parse(src, self.path)
+            tree = parse_at(f"def {fname}():\n" + text + "\n", line - 1, self.path)
         except SyntaxError as e:
             raise _python_syntax_error(e, self.path, f"in the recipe of `{fname}`") from None
         fn = tree.body[0]

@@ -67,6 +67,7 @@ class Planner:
         self._sources: dict[tuple[str, str | None], str | None] = {}
         self._parts: dict[str, dict[str, str]] = {}
         self.file_updates: list[tuple[str, str, str]] = []
+        self.young_files: list[tuple[str, str, str]] = []  # (path, stamp seen, digest)
         self.refreshes: list[tuple[str, tuple[str, ...]]] = []  # touched partitions
 
     # -- fingerprints of parameters and inputs ---------------------------------------
@@ -111,6 +112,8 @@ class Planner:
             if rec is None or rec[0] != stable(stamp) or rec[1] != digest:
                 self.file_updates.append((path, stable(stamp), digest))
                 self._files[path] = (stable(stamp), digest)
+                if stable(stamp) != stamp:
+                    self.young_files.append((path, stamp, digest))
         self._sources[k] = digest
         return digest
 

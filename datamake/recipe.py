@@ -56,9 +56,9 @@ class Namespace:
             sys.modules[MODULE] = mod
             self._module = mod
             for text, line, filename in self.blocks:
-                src = "\n" * (line - 2) + "if True:\n" + text + "\n"
                 try:
-                    code = compile(src, filename, "exec")
+                    code = compile(parse_at("if True:\n" + text + "\n", line - 1, filename),
+                                   filename, "exec")
                     exec(code, mod.__dict__)
                 except BaseException as e:
                     if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -66,6 +66,23 @@ class Namespace:
                     self._module = None
                     raise failure(e, "the `python:` block failed") from None
         return self._module.__dict__
+
+
+def parse_at(source: str, line: int, filename: str) -> "ast.Module":
+    """Parse `source` as if its first line were line `line` of `filename`: node positions
+    and syntax errors carry the Datafile's own lines. (Padding the source with blank
+    lines would do the same at a cost that grows with the line number.)"""
+    import ast
+
+    try:
+        tree = ast.parse(source, filename)
+    except SyntaxError as e:
+        if e.lineno is not None:
+            e.lineno += line - 1
+        if getattr(e, "end_lineno", None) is not None:
+            e.end_lineno += line - 1  # type: ignore[operator]
+        raise
+    return ast.increment_lineno(tree, line - 1)
 
 
 def failure(exc: BaseException, summary: str) -> RecipeFailure:

@@ -8,6 +8,7 @@ second build wait for the first.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -15,11 +16,11 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 from .errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATE_DIR = ".datamake"
 
 _SCHEMA = """
@@ -36,26 +37,28 @@ CREATE TABLE IF NOT EXISTS steps(
     detail TEXT NOT NULL,
     built_at REAL NOT NULL,
     seconds REAL NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files(path TEXT PRIMARY KEY, stamp TEXT NOT NULL,
-                                 digest TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS texts(hash TEXT PRIMARY KEY, text TEXT NOT NULL);
+                                 digest TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS texts(hash TEXT PRIMARY KEY, text TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started REAL NOT NULL, finished REAL, argv TEXT NOT NULL, status TEXT,
     versions TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cache_steps(sig TEXT PRIMARY KEY, outputs TEXT NOT NULL,
-                                       used REAL NOT NULL);
+                                       used REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cache_objects(digest TEXT PRIMARY KEY, size INTEGER NOT NULL,
-                                         used REAL NOT NULL);
+                                         used REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_steps(run INTEGER NOT NULL, node TEXT NOT NULL,
                                      status TEXT NOT NULL, seconds REAL NOT NULL,
                                      reasons TEXT NOT NULL);
 """
 
 SEP = "\t"
-_UPGRADABLE = ("1",)  # schema versions that _SCHEMA's CREATE IF NOT EXISTS brings up to date
+# Schema versions that _SCHEMA's CREATE IF NOT EXISTS brings up to date (their tables
+# keep their rowid layout, which reads and writes the same).
+_UPGRADABLE = ("1", "2")
 
 
 class StepRecord(NamedTuple):
@@ -86,6 +89,8 @@ class State:
         self._rows: dict[str, tuple] | None = None
         self._texts_known: set[str] = set()
         self._children: dict[str, list[str]] | None = None
+        self._history: list[tuple] = []
+        self._tx = False
         self.run_id: int | None = None
 
     # -- connection -------------------------------------------------------------------
@@ -131,9 +136,40 @@ class State:
 
     def close(self) -> None:
         if self._db is not None:
+            self.flush()
             self._db.close()
             self._db = None
         self.unlock()
+
+    # -- writing: small units, committed in groups ------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self, urgent: bool = True) -> Iterator[sqlite3.Connection]:
+        """One unit of writes, committed at once when `urgent` (every record of a
+        finished step or partition is: that is what an interrupted build keeps).
+        Bookkeeping that can be lost without harm (touched stamps, cache use times) is
+        not urgent: it is committed with the next urgent unit, or at `flush`."""
+        db = self.db
+        assert db is not None
+        if not self._tx:
+            db.execute("BEGIN")
+            self._tx = True
+        db.execute("SAVEPOINT unit")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK TO unit")
+            db.execute("RELEASE unit")
+            raise
+        db.execute("RELEASE unit")
+        if urgent:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit what is written."""
+        if self._tx and self._db is not None:
+            self._db.execute("COMMIT")
+            self._tx = False
 
     # -- the build lock ---------------------------------------------------------------
 
@@ -156,6 +192,7 @@ class State:
         self._lock_fd = fd
 
     def unlock(self) -> None:
+        self.flush()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
@@ -207,8 +244,7 @@ class State:
             return
         db = self.db
         assert db is not None
-        with db:
-            db.execute("BEGIN")
+        with self._write():
             db.executemany("DELETE FROM steps WHERE node=?", [(n,) for n in nodes])
         for n in nodes:
             if self._rows is not None:
@@ -228,14 +264,14 @@ class State:
                SEP.join(rec.out_paths), SEP.join(rec.out_stamps), SEP.join(rec.out_digests),
                json.dumps(rec.detail, sort_keys=True), rec.built_at, rec.seconds)
         new_texts = [(h, t) for h, t in (texts or {}).items() if h not in self._texts_known]
-        with db:
-            db.execute("BEGIN")
+        with self._write():
             db.execute("INSERT OR REPLACE INTO steps VALUES(?,?,?,?,?,?,?,?,?,?,?)", row)
             if new_texts:
                 db.executemany("INSERT OR IGNORE INTO texts VALUES(?,?)", new_texts)
             if self.run_id is not None and status is not None:
-                db.execute("INSERT INTO run_steps VALUES(?,?,?,?,?)",
-                           (self.run_id, rec.node, status, rec.seconds, json.dumps(reasons or [])))
+                # History, not state: kept with the run's end, one transaction for all.
+                self._history.append((self.run_id, rec.node, status, rec.seconds,
+                                      json.dumps(reasons or [])))
             if cached is not None:
                 outputs, sizes = cached
                 now = time.time()
@@ -249,12 +285,30 @@ class State:
                 self._children.setdefault(rec.node[:rec.node.find("[")], []).append(rec.node)
             self._rows[rec.node] = (row[1], row[6], row[7])
 
+    def restamp(self, steps: list[tuple[str, tuple[str, ...]]],
+                files: list[tuple[str, str, str]]) -> None:
+        """Trusted stamps for outputs and sources first recorded as too young."""
+        if not steps and not files:
+            return
+        db = self.db
+        assert db is not None
+        with self._write():
+            db.executemany("UPDATE steps SET out_stamps=? WHERE node=?",
+                           [(SEP.join(st), node) for node, st in steps])
+            db.executemany("INSERT OR REPLACE INTO files VALUES(?,?,?)", files)
+        if self._rows is not None:
+            for node, st in steps:
+                r = self._rows.get(node)
+                if r is not None:
+                    self._rows[node] = (r[0], SEP.join(st), r[2])
+
     def refresh_stamps(self, node: str, stamps: tuple[str, ...]) -> None:
         """A step's outputs were touched but not changed: remember their new stamps."""
         db = self.db
         assert db is not None
         joined = SEP.join(stamps)
-        db.execute("UPDATE steps SET out_stamps=? WHERE node=?", (joined, node))
+        with self._write(urgent=False):
+            db.execute("UPDATE steps SET out_stamps=? WHERE node=?", (joined, node))
         if self._rows is not None and node in self._rows:
             r = self._rows[node]
             self._rows[node] = (r[0], joined, r[2])
@@ -280,8 +334,7 @@ class State:
             return
         db = self.db
         assert db is not None
-        with db:
-            db.execute("BEGIN")
+        with self._write():
             db.executemany("INSERT OR REPLACE INTO files VALUES(?,?,?)", rows)
 
     # -- the local step cache ------------------------------------------------------
@@ -299,8 +352,7 @@ class State:
         db = self.db
         assert db is not None
         now = time.time()
-        with db:
-            db.execute("BEGIN")
+        with self._write():
             if sig is not None:
                 db.execute("INSERT OR REPLACE INTO cache_steps VALUES(?,?,?)",
                            (sig, json.dumps(outputs), now))
@@ -310,12 +362,14 @@ class State:
     def cache_touch(self, digest: str) -> None:
         db = self.db
         assert db is not None
-        db.execute("UPDATE cache_objects SET used=? WHERE digest=?", (time.time(), digest))
+        with self._write(urgent=False):
+            db.execute("UPDATE cache_objects SET used=? WHERE digest=?", (time.time(), digest))
 
     def cache_drop(self, sig: str) -> None:
         db = self.db
         if db is not None:
-            db.execute("DELETE FROM cache_steps WHERE sig=?", (sig,))
+            with self._write():
+                db.execute("DELETE FROM cache_steps WHERE sig=?", (sig,))
 
     def cache_total(self) -> int:
         db = self.db
@@ -338,8 +392,7 @@ class State:
                 break
             out.append((digest, n))
             total -= n
-        with db:
-            db.execute("BEGIN")
+        with self._write():
             db.executemany("DELETE FROM cache_objects WHERE digest=?", [(d,) for d, _ in out])
         return out
 
@@ -360,8 +413,7 @@ class State:
         db = self.db
         if db is None or not sigs:
             return
-        with db:
-            db.execute("BEGIN")
+        with self._write():
             db.executemany("DELETE FROM cache_steps WHERE sig=?", [(s,) for s in sigs])
 
     # -- runs -----------------------------------------------------------------------
@@ -369,23 +421,24 @@ class State:
     def begin_run(self, argv: list[str]) -> None:
         db = self.db
         assert db is not None
-        versions = _versions()
-        cur = db.execute("INSERT INTO runs(started, argv, versions) VALUES(?,?,?)",
-                         (time.time(), json.dumps(argv), json.dumps(versions)))
+        with self._write():
+            cur = db.execute("INSERT INTO runs(started, argv, versions) VALUES(?,?,?)",
+                             (time.time(), json.dumps(argv), "{}"))
         self.run_id = cur.lastrowid
 
     def record_run_step(self, node: str, status: str, seconds: float,
                         reasons: list[str]) -> None:
-        if self.run_id is None or self._db is None:
-            return
-        self._db.execute("INSERT INTO run_steps VALUES(?,?,?,?,?)",
-                         (self.run_id, node, status, seconds, json.dumps(reasons)))
+        if self.run_id is not None:
+            self._history.append((self.run_id, node, status, seconds, json.dumps(reasons)))
 
     def end_run(self, status: str) -> None:
         if self.run_id is None or self._db is None:
             return
-        self._db.execute("UPDATE runs SET finished=?, status=? WHERE id=?",
-                         (time.time(), status, self.run_id))
+        with self._write():
+            self._db.executemany("INSERT INTO run_steps VALUES(?,?,?,?,?)", self._history)
+            self._db.execute("UPDATE runs SET finished=?, status=?, versions=? WHERE id=?",
+                             (time.time(), status, json.dumps(_versions()), self.run_id))
+        self._history.clear()
 
     def history(self, node: str, limit: int = 20) -> list[tuple[float, str, float]]:
         """(started, status, seconds) of the latest runs of a step."""

@@ -97,17 +97,15 @@ def run_job(job: Job, ctx: Context | None = None,
         if job.cache_dir and pendings and not any(p.digest.startswith("d:") or
                                                   os.path.isdir(p.tmp) for p in pendings):
             for p in pendings:
-                folder = os.path.join(job.cache_dir, p.digest[:2])
-                obj = os.path.join(folder, p.digest)
+                obj = os.path.join(job.cache_dir, p.digest)
                 try:
-                    kept.append((p.digest, os.stat(obj).st_size))
-                    continue
-                except FileNotFoundError:
-                    pass
-                try:
+                    os.link(p.tmp, obj)  # atomic: the name appears with its bytes
+                except FileExistsError:
+                    pass  # the same digest: the same bytes, kept already
+                except FileNotFoundError:  # the cache's first object
+                    os.makedirs(job.cache_dir, exist_ok=True)
                     link_or_copy(p.tmp, obj)
-                except FileNotFoundError:  # the first object of its folder
-                    os.makedirs(folder, exist_ok=True)
+                except OSError:  # no hard links here (another filesystem): copy
                     link_or_copy(p.tmp, obj)
                 kept.append((p.digest, os.stat(obj).st_size))
         res = commit(ctx.catalog, pendings, job.key, time.perf_counter() - t0)

@@ -76,10 +76,8 @@ def test_the_size_limit_applies_after_each_build(nums):
 def test_a_corrupt_cached_object_is_never_restored(nums):
     assert nums.built("k=2") == ["scaled", "report"]
     objects = nums.path(".datamake/cache/objects")
-    for folder in objects.iterdir():
-        for obj in folder.iterdir():
-            obj.chmod(0o644)
-            obj.write_bytes(b"garbage")  # in place: breaks the hard-linked copies too
+    for obj in objects.iterdir():
+        obj.write_bytes(b"garbage")  # in place: breaks the hard-linked copies too
     doc = nums.build()
     assert doc["built"] == ["scaled", "report"]
     assert json.loads(nums.read("out/scaled.json")) == [1, 2, 3]
