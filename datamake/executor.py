@@ -322,13 +322,29 @@ class _Build:
                     keys = ks if keys is None else keys & ks
                 rr = self.rules[node.name] = _RuleRun(node, keys or set())
                 whole = {i: self.digest_of(node, i, None) for i, k in enumerate(node.keys) if not k}
+                # Per input, where its partitions' digests are: one dict each.
+                maps = [self.parts.get(n, {}) if n in self.graph.producer
+                        else self.planner.source_parts(n) if k else None
+                        for n, k in zip(node.inputs, node.keys)]
+                fresh = self.planner.quick(node)
+                outcomes = self.result.outcomes
+                prefix = node.name + "["
                 for key in sorted(keys or ()):
                     if self.stopping:
                         rr.ok = False
                         break
-                    digests = [self.part(n, key) if k else whole[i]
-                               for i, (n, k) in enumerate(zip(node.inputs, node.keys))]
-                    self.step(rr, f"{node.name}[{key}]", key, digests)
+                    digests = [m.get(key) if m is not None else whole[i]
+                               for i, m in enumerate(maps)]
+                    step = prefix + key + "]"
+                    recorded = fresh(step, digests, key)
+                    if recorded is not None:  # the common case, decided without a Verdict
+                        outcomes[step] = Outcome("fresh", recorded)
+                        for o, d in zip(node.outputs, recorded):
+                            rr.parts[o][key] = d
+                        rr.settled += 1
+                        continue
+                    self.step(rr, step, key, digests)
+                self.reporter.rule_progress(node.name, rr.settled, len(rr.keys or ()))
             else:
                 rr = self.rules[node.name] = _RuleRun(node, None)
                 digests = [self.digest_of(node, i, None) for i in range(len(node.inputs))]
