@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
 import os
 import sys
 import time
@@ -189,37 +190,44 @@ class _Build:
         return self.started
 
     def run(self, rules: list[RuleNode]) -> None:
-        """Start each rule when the rules it reads have finished; keep the runner busy
-        with ready steps; record each step as it comes back."""
-        producers = {n.name: {self.graph.producer[i] for i, v in zip(n.inputs, n.versions)
-                              if v is None and i in self.graph.producer}
-                     for n in rules}
-        waiting = list(rules)
-        while waiting or self.ready or self.inflight:
-            started = True
-            while started:
-                started = False
-                for node in list(waiting):
-                    if any(p not in self.status for p in producers[node.name]):
-                        continue
-                    waiting.remove(node)
-                    started = True
-                    if self.stopping:
-                        self.status[node.name] = "skipped"
-                        continue
-                    self.start(node)
-                    self.feed()
+        """Start each rule when the rules it reads have finished (in topological order
+        among those ready); keep the runner busy with ready steps; record each step as
+        it comes back."""
+        order = {n.name: i for i, n in enumerate(rules)}
+        self._waiting_on: dict[str, int] = {}
+        self._dependents: dict[str, list[RuleNode]] = {}
+        self._startable: list[tuple[int, str, RuleNode]] = []
+        self._order = order
+        for n in rules:
+            ups = {self.graph.producer[i] for i, v in zip(n.inputs, n.versions)
+                   if v is None and i in self.graph.producer} & order.keys()
+            self._waiting_on[n.name] = len(ups)
+            for u in ups:
+                self._dependents.setdefault(u, []).append(n)
+            if not ups:
+                heapq.heappush(self._startable, (order[n.name], n.name, n))
+        while self._startable or self.ready or self.inflight:
+            while self._startable:
+                _, _, node = heapq.heappop(self._startable)
+                if self.stopping:
+                    self.settle_rule(node.name, "skipped")
+                    continue
+                self.start(node)
+                self.feed()
             self.feed()
             if self.inflight:
                 assert self.started is not None
                 for ticket, outcome in self.started.wait(self.drain_partitions):
                     self.finish(self.inflight.pop(ticket), outcome)
                 self.feed()
-            elif waiting and not self.ready:
-                # Nothing runs and nothing can start: only skipped rules remain.
-                for node in waiting:
-                    self.status[node.name] = "skipped"
-                waiting.clear()
+
+    def settle_rule(self, name: str, status: str) -> None:
+        """A rule is done (ok, failed or skipped): the rules reading it may start."""
+        self.status[name] = status
+        for d in self._dependents.get(name, ()):
+            self._waiting_on[d.name] -= 1
+            if self._waiting_on[d.name] == 0:
+                heapq.heappush(self._startable, (self._order[d.name], d.name, d))
 
     def feed(self) -> None:
         """Hand ready steps to the runner, up to its capacity."""
@@ -309,7 +317,7 @@ class _Build:
         """Judge a rule's steps now that its inputs are known: fresh ones are done,
         cached ones restored, stale ones queued for the runner."""
         if self._blocked(node):
-            self.status[node.name] = "skipped"
+            self.settle_rule(node.name, "skipped")
             if not node.key:
                 self.result.outcomes[node.name] = Outcome("skipped", None)
             return
@@ -352,7 +360,7 @@ class _Build:
         except (InputMissing, CatalogError) as e:
             self.reporter.step_failed(node.name, str(e), getattr(e, "help", None), 0.0)
             self.result.outcomes[node.name] = Outcome("failed", None, 0.0, (), str(e))
-            self.status[node.name] = "failed"
+            self.settle_rule(node.name, "failed")
             self.stopping = self.stopping or not self.keep_going
             self.rules.pop(node.name, None)
             return
@@ -418,7 +426,7 @@ class _Build:
             if rr.ok or self.keep_going:
                 self._remove_vanished(node, rr.keys or set())
             self.parts.update(rr.parts)
-        self.status[node.name] = "ok" if rr.ok else "failed"
+        self.settle_rule(node.name, "ok" if rr.ok else "failed")
         self.rules.pop(node.name, None)
         self.reporter.rule_done(node.name)
 
