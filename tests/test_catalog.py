@@ -12,14 +12,15 @@ import pytest
 
 from datamake.catalog import Catalog
 from datamake.errors import CatalogError
-from datamake.graph import DatasetInfo
+from datamake.graph import DatasetInfo, placeholders
 
 
 def catalog(root, **locations):
     infos = {}
     for name, spec in locations.items():
         loc, fmt, opts = (spec + (None, ()))[:3] if isinstance(spec, tuple) else (spec, None, ())
-        infos[name] = DatasetInfo(name, loc, fmt, tuple(opts or ()), False, True)
+        infos[name] = DatasetInfo(name, loc, fmt, tuple(opts or ()), False, True,
+                                  tuple(placeholders(loc)))
     return Catalog(root, infos, env={"DATA": "lake"})
 
 
@@ -171,3 +172,24 @@ def test_format_plugins_come_from_entry_points(tmp_path, proj):
     assert r.code == 0, r.err
     assert proj.read("out/shout.up") == "HELLO"
     assert proj.read("out/whisper.txt") == "hello!"
+
+
+def test_a_partitioned_dataset_is_listed_once(tmp_path, monkeypatch):
+    """Checking costs one listing per folder, not one call per file."""
+    import datamake.catalog as catalog_mod
+
+    for i in range(20):
+        (tmp_path / "parts").mkdir(exist_ok=True)
+        (tmp_path / "parts" / f"{i}.txt").write_text(str(i))
+    (tmp_path / "parts" / "notes.md").write_text("not a partition")
+    (tmp_path / "parts" / ".hidden.txt").write_text("not a partition either")
+    calls = []
+    real = catalog_mod.os.scandir
+    monkeypatch.setattr(catalog_mod.os, "scandir", lambda p: calls.append(p) or real(p))
+    cat = catalog(tmp_path, parts="parts/{n}.txt")
+    found = cat.partitions("parts")
+    assert sorted(found, key=int) == [str(i) for i in range(20)]
+    assert all(cat.stamp("parts", str(i)) == found[str(i)] for i in range(20))
+    assert cat.stamp("parts", "99") is None
+    assert len(calls) == 1
+    assert cat.load("parts", "7") == "7"
