@@ -282,6 +282,11 @@ class Project:
             return self.params[name]
         if kind == "alias":
             raise UsageError(f"`{name}` is an alias (a rule with no recipe); it has no value")
+        if self.catalog.is_partitioned(name):
+            from .catalog import PartitionMap
+
+            # As a recipe sees it whole: a lazy mapping, one partition loaded at a time.
+            return PartitionMap(self.catalog, name, self.catalog.partitions(name))
         try:
             return self.catalog.load(name)
         except CatalogError:

@@ -81,3 +81,22 @@ def test_import_datamake_is_light():
             " 'rich', 'sqlite3') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_partitioned_dataset_loads_as_a_lazy_mapping(proj):
+    proj.write("Datafile", """
+        dataset raw = "raw/{id}.txt"
+        dataset up = "up/{id}.txt"
+        up[id]: raw[id]
+            raw.upper()
+    """)
+    for k in "abc":
+        proj.write(f"raw/{k}.txt", k)
+    assert proj.built() == ["up[a]", "up[b]", "up[c]"]
+    p = datamake.Project(proj.path("Datafile"))
+    try:
+        up = p.load("up")
+        assert (len(up), "b" in up, list(up)) == (3, True, ["a", "b", "c"])
+        assert dict(up.items()) == {"a": "A", "b": "B", "c": "C"}
+    finally:
+        p.close()
