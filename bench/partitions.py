@@ -93,6 +93,8 @@ def planning(n: int, runs: int) -> dict:
         for i in range(n):
             (d / "src" / f"{i:06d}.txt").write_text(f"{i}\n")
     (d / "Datafile").write_text(WIDE.format())
+    shutil.rmtree(d / ".datamake", ignore_errors=True)  # a clean build
+    shutil.rmtree(d / "out", ignore_errors=True)
     full_s, _ = rss_of(["datamake"], d)
     rss_of(["datamake"], d)  # the first no-op after a build re-reads young stamps once
     times, peaks = [], []
