@@ -170,8 +170,9 @@ class Project:
         try:
             self.state_dir.mkdir(exist_ok=True)
             key, digest = self._cache_key(), self._sources_digest
-            _atomic_pickle(self.state_dir / MODEL_CACHE,
-                           {"key": key, "sources_digest": digest, "model": model})
+            if found.files:  # read back only to re-fingerprint after a module changed
+                _atomic_pickle(self.state_dir / MODEL_CACHE,
+                               {"key": key, "sources_digest": digest, "model": model})
             _atomic_pickle(self.state_dir / RECIPES_CACHE, {
                 "key": key, "sources_digest": digest, "recipes": self._recipes,
                 "python": self._python, "scopes": self._scopes, "texts": self.code_texts})
