@@ -20,7 +20,6 @@ blocks) and kedro (a node per step, text datasets).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from . import model
-from .diagnostics import did_you_mean
 from .errors import DatafileError, Diagnostic, Span, error
 from .hashing import hash_text
 from .recipe import parse_at

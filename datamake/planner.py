@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .catalog import Catalog, same_content, stable
-from .errors import CatalogError
 from .graph import Graph, RuleNode
 from .hashing import hash_parts, hash_text
 from .state import SEP, State

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .diagnostics import render
-from .errors import DatafileError, DatamakeError, Diagnostic
+from .errors import DatafileError, Diagnostic
 
 if TYPE_CHECKING:
     from .executor import BuildResult

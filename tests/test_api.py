@@ -1,8 +1,6 @@
 """The Python API: the same catalog, parameters and values the build uses."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 import datamake

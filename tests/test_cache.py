@@ -105,7 +105,7 @@ def test_versions_history_pins_and_diff(nums):
     assert nums.built("compare", "k=10") == ["compare"]
     r = nums.run("compare", "k=10")
     assert r.code == 0
-    bad = nums.write("Datafile", DATAFILE + """
+    nums.write("Datafile", DATAFILE + """
     compare: scaled@2026
         scaled
     """)

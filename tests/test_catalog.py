@@ -2,10 +2,8 @@
 reach the reader and the writer, and plugins come through entry points."""
 from __future__ import annotations
 
-import io
 import json
 import os
-import sys
 import textwrap
 
 import pytest

@@ -3,7 +3,6 @@ mode on 127.0.0.1, started by the fixtures; DATAMAKE_TEST_S3_ENDPOINT names anot
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
