@@ -19,7 +19,7 @@ h1{border-bottom:2px solid #e5e7eb;padding-bottom:.3rem}
 .metric .name{color:#6b7280;font-size:.85rem}.metric .value{font-size:1.5rem;font-weight:600}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
 th,td{border:1px solid #e5e7eb;padding:.25rem .6rem;text-align:right}
-th{background:#f3f4f6} figure{margin:1rem 0} figure img{max-width:100%}
+th{background:#f3f4f6} .table{overflow-x:auto} figure{margin:1rem 0} figure img{max-width:100%}
 figcaption{color:#6b7280;font-size:.9rem}
 """
 
@@ -30,7 +30,12 @@ def _fmt(value: Any) -> str:
     if isinstance(value, numbers.Integral):
         return f"{value:,}"
     if isinstance(value, numbers.Real):
-        return f"{value:.4g}"
+        v = float(value)
+        if abs(v) >= 1e4:
+            return f"{v:,.0f}"
+        if abs(v) >= 100:
+            return f"{v:,.1f}"
+        return f"{v:.4g}"
     return str(value)
 
 
@@ -108,8 +113,8 @@ class Report:
                 if title:
                     body.append(f"<h3>{html.escape(title)}</h3>")
                 shown = frame.head(max_rows) if hasattr(frame, "head") else frame
-                body.append(shown.to_html(border=0) if hasattr(shown, "to_html")
-                            else html.escape(str(shown)))
+                body.append('<div class="table">' + (shown.to_html(border=0) if hasattr(
+                    shown, "to_html") else html.escape(str(shown))) + "</div>")
                 if hasattr(frame, "__len__") and len(frame) > max_rows:
                     body.append(f'<p class="meta">first {max_rows} of {len(frame):,} rows</p>')
             elif kind == "figure":
