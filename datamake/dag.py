@@ -51,7 +51,9 @@ def graph_data(project: "Project", result: "BuildResult") -> dict[str, Any]:
                        "reasons": [r.code for r in o.reasons]}
         for inp, k in zip(node.inputs, node.keys):
             for src in producers(inp, key if k else None):
-                edges.append({"from": src, "to": step})
+                edge = {"from": src, "to": step}
+                if edge not in edges[-len(node.inputs) - 1:]:  # one edge per pair
+                    edges.append(edge)
         for p in node.params:
             nodes.setdefault(p, {"id": p, "kind": "param", "status": "param",
                                  "description": repr(project.params[p])})
@@ -124,6 +126,13 @@ def _layers(data: dict[str, Any]) -> list[list[str]]:
 
     for n in preds:
         d(n)
+    # Sources and parameters sit just before their first reader, not all at the left.
+    succs: dict[str, list[str]] = {n: [] for n in preds}
+    for e in data["edges"]:
+        succs[e["from"]].append(e["to"])
+    for n in preds:
+        if not preds[n] and succs[n]:
+            depth[n] = max(0, min(depth[m] for m in succs[n]) - 1)
     layers: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
     for n in preds:
         layers[depth[n]].append(n)
@@ -152,7 +161,9 @@ def _html(project: "Project", data: dict[str, Any]) -> str:
     for nid, (x, y) in xy.items():
         n = by_id[nid]
         rx = {"rule": 4, "dataset": 14, "param": 0}[n["kind"]]
-        title = html.escape(f"{nid}: {n['status']}" + (f" — {n['description']}" if n.get("description") else ""))
+        outs = ", ".join(n.get("outputs") or [])
+        title = html.escape(f"{nid}: {n['status']}" + (f" (outputs: {outs})" if outs and outs != nid else "")
+                            + (f" — {n['description']}" if n.get("description") else ""))
         parts.append(f'<g class="node {n["kind"]} {n["status"]}" data-id="{html.escape(nid)}">'
                      f'<title>{title}</title>'
                      f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="{rx}" '
