@@ -77,7 +77,9 @@ class PoolRunner(Runner):
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
         self._mp = ctx
-        self.pool = concurrent.futures.ProcessPoolExecutor(size, mp_context=ctx)
+        # Workers leave Ctrl-C to the build, which stops them itself (see close).
+        self.pool = concurrent.futures.ProcessPoolExecutor(size, mp_context=ctx,
+                                                           initializer=_ignore_sigint)
         self._futures: dict[Any, Any] = {}
         self._queue = None
         self._manager = None
@@ -128,7 +130,17 @@ class PoolRunner(Runner):
     def close(self, cancel: bool = False) -> None:
         for fut in self._futures:
             fut.cancel()
-        self.pool.shutdown(wait=not cancel, cancel_futures=True)
+        if cancel:
+            # Interrupted: stop the workers now. A recipe killed mid-way leaves at most a
+            # temporary file in .datamake/tmp, which the next build removes.
+            procs = list(getattr(self.pool, "_processes", {}).values())
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.join(timeout=10)
+        else:
+            self.pool.shutdown(wait=True)
         if self._manager is not None:
             self._manager.shutdown()
 
@@ -145,8 +157,12 @@ class DaskRunner(Runner):
             raise UsageError("--executor dask needs dask.distributed",
                              help='install it: pip install "datamake[dask]"') from None
         if address is None:
+            import logging
+
+            # Dask's own chatter (cancelled tasks, restarted workers) is not ours to print.
             self.cluster = LocalCluster(n_workers=size, threads_per_worker=1, processes=True,
-                                        host="127.0.0.1", dashboard_address=None)
+                                        host="127.0.0.1", dashboard_address=None,
+                                        silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         else:
             self.cluster = None
@@ -205,6 +221,12 @@ class DaskRunner(Runner):
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def runner_factory(project: "Project", rules: list[RuleNode], jobs: int,

@@ -150,3 +150,41 @@ def test_logs_off_a_terminal_are_plain(proj):
     assert "\x1b" not in r.out + r.err and "\r" not in r.out + r.err
     assert sorted(line.split()[1] for line in r.out.splitlines() if line.startswith("built")) == [
         "a", "b", "c", "d", "total"]
+
+
+def test_ctrl_c_with_j2_stops_everything_and_keeps_what_finished(proj):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import clean_env
+
+    proj.write("Datafile", """
+        python:
+            import time
+        all: quick slow1 slow2
+        quick:
+            "done"
+        slow1:
+            open("slow1-started", "w").close()
+            time.sleep(30)
+        slow2:
+            time.sleep(30)
+    """)
+    p = subprocess.Popen([sys.executable, "-m", "datamake", "-j2"], cwd=proj.root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=clean_env(), start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not proj.path("slow1-started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.3)
+    os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    assert proj.plan()["fresh"] == ["quick"]  # kept, and recorded
+    alive = subprocess.run(["pgrep", "-g", str(p.pid)], capture_output=True, text=True).stdout
+    assert alive.strip() == ""  # no worker left behind
