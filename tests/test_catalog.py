@@ -191,3 +191,22 @@ def test_a_partitioned_dataset_is_listed_once(tmp_path, monkeypatch):
     assert cat.stamp("parts", "99") is None
     assert len(calls) == 1
     assert cat.load("parts", "7") == "7"
+
+
+def test_storage_errors_are_said_plainly():
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    from datamake.catalog import storage_error
+
+    cases = [
+        (FileNotFoundError("The specified bucket does not exist"), "the bucket does not exist"),
+        (NoCredentialsError(), "no credentials"),
+        (PermissionError("The AWS Access Key Id you provided does not exist in our records."),
+         "access denied"),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
+         "cannot reach the storage endpoint"),
+    ]
+    for exc, said in cases:
+        e = storage_error("dataset `raw` at `s3://b/raw.csv`", exc)
+        assert str(e) == f"dataset `raw` at `s3://b/raw.csv`: {said}", type(exc)
+        assert e.help
