@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from . import model
 
 DATA_DIR = ".datamake/data"
+_FORMATS = frozenset({"csv", "parquet", "excel", "json", "yaml", "pickle", "text", "html",
+                      "image", "bytes", "path"})  # built in: no plugin lookup needed
 _BUILTINS = frozenset(__builtins__ if isinstance(__builtins__, dict) else dir(__builtins__))
 
 
@@ -118,16 +120,6 @@ class Graph:
         else:
             out = [r for n, r in self.rules.items() if n in want]
         self._needed[tuple(targets)] = [r.name for r in out]
-        return out
-
-    def downstream(self, names: set[str]) -> set[str]:
-        """Rules that read any of `names`, directly or through other rules."""
-        out: set[str] = set()
-        frontier = set(names)
-        for r in self.rules.values():
-            if frontier.intersection(r.inputs) or frontier.intersection(r.params):
-                out.add(r.name)
-                frontier.update(r.outputs)
         return out
 
 
@@ -239,6 +231,8 @@ class _Checker:
 
         # Datasets: declared ones, then the implicit homes of undeclared outputs.
         for d in df.datasets:
+            if d.format and d.format not in _FORMATS:
+                self.check_format(d)
             if d.name in declared and declared[d.name] is d:
                 g.datasets[d.name] = DatasetInfo(d.name, d.location, d.format, d.options,
                                                  d.versioned, True, placeholders(d.location))
@@ -412,6 +406,20 @@ class _Checker:
                 self.warnings.append(Diagnostic(
                     "warning", f"the recipe of `{r.name}` never uses its input `{inp.local}`",
                     inp.span, help="remove it from the inputs, or use it in the recipe"))
+
+    def check_format(self, d: "model.Dataset") -> None:
+        """A format that neither datamake nor an installed plugin knows."""
+        from . import formats
+
+        try:
+            known = formats.known()
+        except formats.FormatError as e:  # a broken plugin: say so where it is used
+            self.err(str(e), d.format_span)
+            return
+        if d.format not in known:
+            self.err(f"unknown format `{d.format}`", d.format_span,
+                     help=self.did_you_mean(d.format, known)
+                     or "known formats: " + ", ".join(known))
 
     def check_partitions(self, r: "model.Rule") -> None:
         """Pattern rules map partitions one to one; a yielding recipe writes one

@@ -60,7 +60,6 @@ class Project:
         self._sources_digest = ""
         self.code_texts: dict[str, str] = {}
         self.warnings: list[Diagnostic] = []
-        self.parsed = False  # whether this load parsed the Datafile (else: from cache)
         self.graph: graph_mod.Graph = self._load()
         self.params = dict(self.graph.params)
         for k, v in (params or {}).items():
@@ -139,7 +138,6 @@ class Project:
             g.spans.setdefault(d.name, (d.span.file, d.span.line, d.span.col))
         self._model = model
         self.warnings = warnings
-        self.parsed = True
         rows = []
         for p in model.sources:
             try:

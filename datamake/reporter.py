@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .diagnostics import render
@@ -75,7 +74,7 @@ class Reporter:
     # -- a build ------------------------------------------------------------------------
 
     def start(self, total: int, dry_run: bool) -> None:
-        self._t0 = time.perf_counter()
+        """A build (or a dry run) of `total` rules begins."""
 
     def step_fresh(self, step: str) -> None:
         pass

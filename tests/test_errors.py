@@ -199,3 +199,16 @@ def test_warnings_for_unused_inputs_and_datasets(proj):
     assert r.err.split("datamake: Datafile")[0] in proj.run().err
     assert r.err.split("datamake: Datafile")[0] in proj.run().err
     assert proj.run("--quiet").err == ""
+
+
+def test_unknown_format_is_a_static_error(proj):
+    proj.write("Datafile", 'dataset raw = "raw.dat" as parqet\nout: raw\n    raw\n')
+    r = proj.run("--check")
+    assert r.code == 2
+    assert r.err.startswith(textwrap.dedent("""\
+        Datafile:1:28: error: unknown format `parqet`
+          |
+        1 | dataset raw = "raw.dat" as parqet
+          |                            ^^^^^^
+        help: did you mean `parquet`?
+    """))
