@@ -152,16 +152,24 @@ class State:
         db = self.db
         assert db is not None
         if not self._tx:
+            # A fresh transaction holds only this unit: no savepoint needed.
             db.execute("BEGIN")
             self._tx = True
-        db.execute("SAVEPOINT unit")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK TO unit")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                self._tx = False
+                raise
+        else:
+            db.execute("SAVEPOINT unit")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK TO unit")
+                db.execute("RELEASE unit")
+                raise
             db.execute("RELEASE unit")
-            raise
-        db.execute("RELEASE unit")
         if urgent:
             self.flush()
 
