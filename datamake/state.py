@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 from .errors import StateError
 
 SCHEMA_VERSION = 3
+KEEP_RUNS = 1000  # the run history keeps this many builds
 STATE_DIR = ".datamake"
 
 _SCHEMA = """
@@ -432,7 +433,11 @@ class State:
         with self._write():
             cur = db.execute("INSERT INTO runs(started, argv, versions) VALUES(?,?,?)",
                              (time.time(), json.dumps(argv), "{}"))
-        self.run_id = cur.lastrowid
+            self.run_id = cur.lastrowid
+            if self.run_id % 100 == 0:  # now and then: keep the last KEEP_RUNS runs
+                oldest = self.run_id - KEEP_RUNS
+                db.execute("DELETE FROM run_steps WHERE run <= ?", (oldest,))
+                db.execute("DELETE FROM runs WHERE id <= ?", (oldest,))
 
     def record_run_step(self, node: str, status: str, seconds: float,
                         reasons: list[str]) -> None:

@@ -138,3 +138,19 @@ def test_run_history_is_recorded(proj):
     steps = db.execute("SELECT node, status FROM run_steps ORDER BY rowid").fetchall()
     assert runs[0][0] == "ok" and '"python"' in runs[0][1]
     assert steps == [("a", "built"), ("b", "built"), ("c", "built")]
+
+
+def test_run_history_is_trimmed(proj, monkeypatch):
+    import datamake.state as state_mod
+    from datamake.state import State
+
+    monkeypatch.setattr(state_mod, "KEEP_RUNS", 150)
+    st = State(proj.root)
+    for _ in range(300):
+        st.begin_run(["datamake"])
+        st.record_run_step("x", "built", 0.1, [])
+        st.end_run("ok")
+    ids = [r[0] for r in st.db.execute("SELECT id FROM runs ORDER BY id")]
+    assert ids[0] == 151 and ids[-1] == 300
+    assert st.db.execute("SELECT COUNT(*) FROM run_steps").fetchone()[0] == 150
+    st.close()
