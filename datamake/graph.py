@@ -203,8 +203,7 @@ class _Checker:
         for i, r in enumerate(df.rules):
             if r.recipe is None:
                 for o in r.outputs:
-                    if self.define(o.name, "alias", o.span):
-                        pass
+                    self.define(o.name, "alias", o.span)
             for o in r.outputs if r.recipe is not None else ():
                 prev = self.defined.get(o.name)
                 if prev and prev[0] == "param":
