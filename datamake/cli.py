@@ -400,6 +400,8 @@ def _num(v) -> str:
 
 
 def _watch(file: str, overrides: dict[str, Any], reporter, poll: float) -> int:
+    from pathlib import Path
+
     from .project import Project
     from .watch import watch
 
@@ -423,4 +425,4 @@ def _watch(file: str, overrides: dict[str, Any], reporter, poll: float) -> int:
     def say(text: str) -> None:
         reporter.print(f"datamake watch: {text}")
 
-    return watch(argv, lambda: Project(file, params=overrides), say, poll)
+    return watch(argv, Path(file).resolve(), lambda: Project(file, params=overrides), say, poll)

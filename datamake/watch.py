@@ -110,10 +110,11 @@ class _Handler:
             self.q.put(dest)
 
 
-def watch(argv: list[str], load: Callable[[], Any], say: Callable[[str], None],
-          poll: float) -> int:
+def watch(argv: list[str], datafile: Path, load: Callable[[], Any],
+          say: Callable[[str], None], poll: float) -> int:
     """Build with `argv` (a datamake command line), then rebuild on every change until
-    interrupted. `load()` gives a fresh Project (or raises); `say` prints a status line.
+    interrupted. `datafile` is the Datafile's path, watched even while it does not load;
+    `load()` gives a fresh Project (or raises); `say` prints a status line.
     Returns the exit code."""
     from watchdog.observers import Observer
 
@@ -121,7 +122,6 @@ def watch(argv: list[str], load: Callable[[], Any], say: Callable[[str], None],
     handler = _Handler(q)
     observer = Observer()
     scheduled: dict[str, Any] = {}
-    root: Path | None = None
     w: Watched | None = None
     remote_stamps: dict[str, str | None] = {}
     interrupted = threading.Event()
@@ -137,24 +137,23 @@ def watch(argv: list[str], load: Callable[[], Any], say: Callable[[str], None],
     signal.signal(signal.SIGTERM, on_sigint)
 
     def refresh() -> None:
-        nonlocal w, root
+        nonlocal w
         try:
             project = load()
-        except Exception as e:  # noqa: BLE001 - reported by the build itself
-            if w is None:
-                root = Path(getattr(e, "root", os.getcwd()))
-                w = Watched(root)
-            return
-        try:
-            w = watched(project)
-            root = project.root
-            for name in w.remote:
-                remote_stamps.setdefault(name, _stamp(project, name))
-        finally:
-            project.close()
+        except Exception:  # noqa: BLE001 - reported by the build itself
+            if w is None:  # it never loaded: watch the Datafile until it does
+                w = Watched(datafile.parent)
+                w.files.add(str(datafile))
+        else:
+            try:
+                w = watched(project)
+                for name in w.remote:
+                    remote_stamps.setdefault(name, _stamp(project, name))
+            finally:
+                project.close()
         for folder in sorted(w.folders):
             if folder not in scheduled and os.path.isdir(folder):
-                recursive = folder == str(root)
+                recursive = folder == str(w.root)
                 scheduled[folder] = observer.schedule(handler, folder, recursive=recursive)
 
     def build() -> int:
@@ -202,7 +201,7 @@ def watch(argv: list[str], load: Callable[[], Any], say: Callable[[str], None],
                     deadline = time.monotonic() + QUIET
             if interrupted.is_set():
                 break
-            names = sorted({os.path.relpath(c, root) if root else c for c in changed})
+            names = sorted({os.path.relpath(c, w.root) for c in changed})
             more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
             say(f"changed: {', '.join(names[:3])}{more}; rebuilding")
             build()

@@ -154,3 +154,19 @@ def test_sigint_stops_it(proj):
     w.idle(1)
     assert w.stop() == 0
     assert w.lines[-1] == "datamake watch: stopped watching"
+
+
+def test_a_datafile_broken_from_the_start_is_watched_until_fixed(proj):
+    proj.write("Datafile", DATAFILE.replace("shout: text suffix", "shout text suffix"))
+    proj.write("helpers.py", "def loud(s):\n    return s.strip().upper()\n")
+    proj.write("in/text.txt", "hello\n")
+    w = Watcher(proj)
+    try:
+        w.idle(1)
+        assert w.count("expected `:` after the outputs of a rule") == 1
+        assert not proj.path("out/shout.txt").exists()
+        proj.write("Datafile", DATAFILE)
+        w.wait(lambda: proj.path("out/shout.txt").exists(), what="the build after the fix")
+        assert proj.read("out/shout.txt") == "HELLO!"
+    finally:
+        assert w.stop() in (0, 130)
