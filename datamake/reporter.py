@@ -105,12 +105,7 @@ class Reporter:
     def step_failed(self, step: str, text: str, help: str | None, seconds: float) -> None:
         self.out.flush()
         self.err.write(f"FAILED {step}  {seconds:.2f}s\n")
-        body = text if text.endswith("\n") else text + "\n"
-        if "\n" not in text.rstrip("\n"):
-            body = f"datamake: error: {body}"
-        self.err.write(body)
-        if help:
-            self.err.write(f"help: {help}\n")
+        self.err.write(_failure_body(text, help))
         self.err.flush()
 
     def finish(self, result: "BuildResult", resume: str | None = None) -> None:
@@ -150,6 +145,15 @@ class Reporter:
             self.err.flush()
         elif not self.quiet:
             self.print(line)
+
+
+def _failure_body(text: str, help: str | None) -> str:
+    """What follows `FAILED step`: a recipe's traceback as is, a one-line message as an
+    error, then the hint."""
+    body = text if text.endswith("\n") else text + "\n"
+    if "\n" not in text.rstrip("\n"):
+        body = f"datamake: error: {body}"
+    return body + (f"help: {help}\n" if help else "")
 
 
 def _targets(result: "BuildResult") -> str:
@@ -297,12 +301,8 @@ class LiveReporter(Reporter):
             self.progress.remove_task(task)
         if self.progress is not None:
             self.progress.console.print(f"[bold red]FAILED[/] {step}  [dim]{seconds:.2f}s[/]")
-            body = text if text.endswith("\n") else text + "\n"
-            if "\n" not in text.rstrip("\n"):
-                body = f"datamake: error: {body}"
-            self.progress.console.print(body.rstrip("\n"), markup=False, highlight=False)
-            if help:
-                self.progress.console.print(f"help: {help}", markup=False, highlight=False)
+            self.progress.console.print(_failure_body(text, help).rstrip("\n"), markup=False,
+                                        highlight=False)
             return
         super().step_failed(step, text, help, seconds)
 
