@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from .cache import Caches, limit as cache_limit
-from .catalog import RACY_NS, clean_temps, local_stamp, stable
+from .catalog import clean_temps, local_stamp, stable
 from .errors import CatalogError
 from .graph import RuleNode
 from .hashing import hash_text
@@ -596,20 +596,13 @@ class _Build:
 
     def restamp(self) -> None:
         """Outputs and sources stamped too young to be trusted (written within one
-        timestamp tick of being checked) are looked at again once the tick has passed,
+        timestamp tick of being checked) are looked at again at the end of the build,
         so the next build trusts their stamps instead of hashing them all again. Only a
-        file still exactly as observed is restamped."""
+        file still exactly as observed, and old enough by now, is restamped; the few
+        written in the build's last tick are hashed (and restamped) by the next build."""
         young_files = self.planner.young_files
         if not self.young and not young_files:
             return
-        newest = 0
-        for _, _, observed in self.young:
-            newest = max([newest] + [_mtime(s) for s in observed])
-        for _, observed, _ in young_files:
-            newest = max(newest, _mtime(observed))
-        wait = (newest + RACY_NS - time.time_ns()) / 1e9
-        if 0 < wait < 0.1:
-            time.sleep(wait)
         steps = []
         for step, paths, observed in self.young:
             now = tuple(local_stamp(p) if "://" not in p else s for p, s in zip(paths, observed))
@@ -628,9 +621,3 @@ class _Build:
             if info is not None and info.versioned:
                 self.catalog.save_version(o, digest, sig)
 
-
-def _mtime(stamp: str) -> int:
-    try:
-        return int(stamp.split(":", 1)[0])
-    except ValueError:
-        return 0

@@ -1,10 +1,16 @@
 """What datamake remembers in `.datamake/state.db`: the only user of sqlite3.
 
 One row per built step (what it was built from and what it wrote), the stat-and-digest
-memo of source files, code texts for `--explain` diffs, and the run history. Every
-finished step is committed at once, so an interrupted build keeps its progress. WAL
-mode lets a dry run read while a build writes; a `flock` on `.datamake/lock` makes a
-second build wait for the first.
+memo of source files, code texts for `--explain` diffs, and the run history. WAL mode
+lets a dry run read while a build writes; a `flock` on `.datamake/lock` makes a second
+build wait for the first.
+
+Every finished step is written down at once, so an interrupted build keeps its
+progress: as one line appended to `.datamake/journal` (one `write`, as ninja appends to
+`.ninja_log`), which the build folds into the database in one transaction when it ends,
+and the next build folds first if this one was killed. Readers see the journal too.
+Until the fold, the database plus the journal is the state; every direct write to the
+database folds the journal first, so the order of writes is kept.
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ from .errors import StateError
 SCHEMA_VERSION = 3
 KEEP_RUNS = 1000  # the run history keeps this many builds
 STATE_DIR = ".datamake"
+JOURNAL = "journal"
+FOLD_EVERY = 10_000  # journal lines held before a fold mid-build (bounds memory)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -93,6 +101,15 @@ class State:
         self._history: list[tuple] = []
         self._tx = False
         self.run_id: int | None = None
+        self.journal_path = self.dir / JOURNAL
+        self._journal_fd: int | None = None
+        # Written to the journal, not yet to the database: node -> steps row,
+        # sig -> cache entry (outputs JSON, sizes, time), hash -> text; and the lines.
+        self._pending: dict[str, tuple] = {}
+        self._pending_cache: dict[str, tuple[str, list, float]] = {}
+        self._pending_texts: dict[str, str] = {}
+        self._journal_lines = 0
+        self._journal_read = False
 
     # -- connection -------------------------------------------------------------------
 
@@ -136,11 +153,11 @@ class State:
         return self._db
 
     def close(self) -> None:
+        self.unlock()
         if self._db is not None:
             self.flush()
             self._db.close()
             self._db = None
-        self.unlock()
 
     # -- writing: small units, committed in groups ------------------------------------
 
@@ -152,6 +169,8 @@ class State:
         not urgent: it is committed with the next urgent unit, or at `flush`."""
         db = self.db
         assert db is not None
+        if self._journal_lines:
+            self.fold()  # what the journal holds was written first
         if not self._tx:
             # A fresh transaction holds only this unit: no savepoint needed.
             db.execute("BEGIN")
@@ -199,12 +218,117 @@ class State:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+        # Start from the state as it is now (another process may have built since this
+        # object last read it), with what a killed build left in the journal folded in.
+        self._rows = self._children = None
+        self._pending.clear()
+        self._pending_texts.clear()
+        self._pending_cache.clear()
+        self._journal_lines = 0
+        self._journal_read = False
+        self._read_journal()
+        if self._journal_lines:
+            self.fold()
 
     def unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError, sqlite3.Error, StateError):
+                self.fold()  # else the next build folds it
         self.flush()
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
+
+    # -- the journal ------------------------------------------------------------------
+
+    def _append(self, entry: list) -> None:
+        """Write one finished unit to the journal: one `write` of one line."""
+        if self._journal_fd is None:
+            self._read_journal()
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._journal_fd = os.open(self.journal_path,
+                                       os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(self._journal_fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+        self._journal_lines += 1
+        if self._journal_lines >= FOLD_EVERY and self._lock_fd is not None:
+            self.fold()
+
+    def _apply(self, entry: list) -> None:
+        """Take a journal line into the overlay the readers see."""
+        kind = entry[0]
+        if kind == "step":
+            _, row, texts, cached = entry
+            row = tuple(row)
+            self._pending[row[0]] = row
+            for h, t in texts:
+                self._pending_texts[h] = t
+            if cached is not None:
+                sig, outputs, sizes, now = cached
+                self._pending_cache[sig] = (outputs, sizes, now)
+            if self._rows is not None:
+                node = row[0]
+                if node not in self._rows and self._children is not None and "[" in node:
+                    self._children.setdefault(node[:node.find("[")], []).append(node)
+                self._rows[node] = (row[1], row[6], row[7])
+
+    def _read_journal(self) -> None:
+        """Load what the journal holds (a killed build's records) into the overlay,
+        once, before this process appends to it. A torn last line is ignored: that
+        step was not finished as far as the state knows, so it runs again."""
+        if self._journal_read:
+            return
+        self._journal_read = True
+        try:
+            with open(self.journal_path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return
+        for line in data.split(b"\n"):
+            if not line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                break
+            self._apply(entry)
+            self._journal_lines += 1
+
+    def fold(self) -> None:
+        """Move the journal into the database in one transaction, then empty it."""
+        if not self._journal_lines or self._lock_fd is None:
+            return
+        db = self.db
+        assert db is not None
+        self.flush()
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO steps VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                           self._pending.values())
+            db.executemany("INSERT OR IGNORE INTO texts VALUES(?,?)",
+                           self._pending_texts.items())
+            db.executemany("INSERT OR REPLACE INTO cache_steps VALUES(?,?,?)",
+                           [(sig, o, now) for sig, (o, _, now) in self._pending_cache.items()])
+            db.executemany("INSERT OR REPLACE INTO cache_objects VALUES(?,?,?)",
+                           [(d, n, now) for _, sizes, now in self._pending_cache.values()
+                            for d, n in sizes])
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        # Committed: a crash from here on at worst folds the same lines again.
+        if self._journal_fd is not None:
+            os.ftruncate(self._journal_fd, 0)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.truncate(self.journal_path, 0)
+        self._texts_known.update(self._pending_texts)
+        self._pending.clear()
+        self._pending_texts.clear()
+        self._pending_cache.clear()
+        self._journal_lines = 0
 
     # -- steps ------------------------------------------------------------------------
 
@@ -216,6 +340,9 @@ class State:
             else:
                 self._rows = {r[0]: r[1:] for r in db.execute(
                     "SELECT node, sig, out_stamps, out_digests FROM steps")}
+            self._read_journal()
+            for node, row in self._pending.items():
+                self._rows[node] = (row[1], row[6], row[7])
         return self._rows
 
     def quick(self, node: str) -> tuple[str, str, str] | None:
@@ -225,12 +352,15 @@ class State:
 
     def step(self, node: str) -> StepRecord | None:
         """The whole record of a step, or None when it was never built here."""
-        db = self.db
-        if db is None:
-            return None
-        r = db.execute("SELECT * FROM steps WHERE node=?", (node,)).fetchone()
+        self._read_journal()
+        r = self._pending.get(node)
         if r is None:
-            return None
+            db = self.db
+            if db is None:
+                return None
+            r = db.execute("SELECT * FROM steps WHERE node=?", (node,)).fetchone()
+            if r is None:
+                return None
         return StepRecord(r[0], r[1], r[2], r[3], r[4], _split(r[5]), _split(r[6]),
                           _split(r[7]), json.loads(r[8]), r[9], r[10])
 
@@ -266,33 +396,24 @@ class State:
                     status: str | None = "built", reasons: list[str] | None = None,
                     cached: tuple[list, list] | None = None) -> None:
         """Record a finished step, its line in the run history and (`cached`: outputs,
-        object sizes) its entry in the local cache, in one transaction committed at once."""
-        db = self.db
-        assert db is not None
+        object sizes) its entry in the local cache: one line in the journal."""
         row = (rec.node, rec.sig, rec.code_fp, rec.params_fp, rec.inputs_fp,
                SEP.join(rec.out_paths), SEP.join(rec.out_stamps), SEP.join(rec.out_digests),
                json.dumps(rec.detail, sort_keys=True), rec.built_at, rec.seconds)
-        new_texts = [(h, t) for h, t in (texts or {}).items() if h not in self._texts_known]
-        with self._write():
-            db.execute("INSERT OR REPLACE INTO steps VALUES(?,?,?,?,?,?,?,?,?,?,?)", row)
-            if new_texts:
-                db.executemany("INSERT OR IGNORE INTO texts VALUES(?,?)", new_texts)
-            if self.run_id is not None and status is not None:
-                # History, not state: kept with the run's end, one transaction for all.
-                self._history.append((self.run_id, rec.node, status, rec.seconds,
-                                      json.dumps(reasons or [])))
-            if cached is not None:
-                outputs, sizes = cached
-                now = time.time()
-                db.execute("INSERT OR REPLACE INTO cache_steps VALUES(?,?,?)",
-                           (rec.sig, json.dumps(outputs), now))
-                db.executemany("INSERT OR REPLACE INTO cache_objects VALUES(?,?,?)",
-                               [(d, n, now) for d, n in sizes])
-        self._texts_known.update(h for h, _ in new_texts)
-        if self._rows is not None:
-            if rec.node not in self._rows and self._children is not None and "[" in rec.node:
-                self._children.setdefault(rec.node[:rec.node.find("[")], []).append(rec.node)
-            self._rows[rec.node] = (row[1], row[6], row[7])
+        new_texts = [(h, t) for h, t in (texts or {}).items()
+                     if h not in self._texts_known and h not in self._pending_texts]
+        entry: list = ["step", row, new_texts, None]
+        if cached is not None:
+            outputs, sizes = cached
+            entry[3] = (rec.sig, json.dumps(outputs), sizes, time.time())
+        if self._rows is None:
+            self._all_rows()
+        self._append(entry)
+        self._apply(entry)
+        if self.run_id is not None and status is not None:
+            # History, not state: kept with the run's end, one transaction for all.
+            self._history.append((self.run_id, rec.node, status, rec.seconds,
+                                  json.dumps(reasons or [])))
 
     def restamp(self, steps: list[tuple[str, tuple[str, ...]]],
                 files: list[tuple[str, str, str]]) -> None:
@@ -323,6 +444,9 @@ class State:
             self._rows[node] = (r[0], joined, r[2])
 
     def text(self, h: str) -> str | None:
+        self._read_journal()
+        if h in self._pending_texts:
+            return self._pending_texts[h]
         db = self.db
         if db is None:
             return None
@@ -350,6 +474,10 @@ class State:
 
     def cache_entry(self, sig: str) -> list[tuple[str, str]] | None:
         """The (output, digest) pairs cached under a step signature, or None."""
+        self._read_journal()
+        pending = self._pending_cache.get(sig)
+        if pending is not None:
+            return [tuple(x) for x in json.loads(pending[0])]
         db = self.db
         if db is None:
             return None
@@ -381,6 +509,8 @@ class State:
                 db.execute("DELETE FROM cache_steps WHERE sig=?", (sig,))
 
     def cache_total(self) -> int:
+        if self._journal_lines:
+            self.fold()
         db = self.db
         if db is None:
             return 0
@@ -407,6 +537,8 @@ class State:
 
     def cache_missing(self, has: Callable[[str], bool]) -> list[tuple[str, str]]:
         """Cached steps naming an object that is gone: (sig, digest)."""
+        if self._journal_lines:
+            self.fold()
         db = self.db
         if db is None:
             return []

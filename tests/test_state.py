@@ -75,6 +75,48 @@ def test_kill_9_mid_build_keeps_finished_steps(proj):
     assert proj.built() == []
 
 
+def steps_in_db(proj):
+    db = sqlite3.connect(proj.path(".datamake/state.db"))
+    try:
+        return sorted(r[0] for r in db.execute("SELECT node FROM steps"))
+    finally:
+        db.close()
+
+
+def test_a_killed_builds_journal_is_read_and_folded(proj):
+    proj.write("Datafile", SLOW)
+    p = start(proj, B_SECONDS="30")
+    wait_for(proj.path("b-started"))
+    p.kill()
+    p.wait()
+    # `a` finished: its record is a journal line, not yet in the database.
+    assert steps_in_db(proj) == []
+    assert proj.path(".datamake/journal").read_text().count("\n") == 1
+    # A dry run (no lock, no fold) reads the journal too: only b and c are stale.
+    assert proj.plan()["run"] == ["b", "c"]
+    assert steps_in_db(proj) == []
+    # The next build folds it first, and its own records at its end.
+    assert proj.built() == ["b", "c"]
+    assert steps_in_db(proj) == ["a", "b", "c"]
+    assert proj.path(".datamake/journal").read_text() == ""
+    assert proj.built() == []
+
+
+def test_a_torn_journal_line_is_ignored(proj):
+    proj.write("Datafile", SLOW)
+    p = start(proj, B_SECONDS="30")
+    wait_for(proj.path("b-started"))
+    p.kill()
+    p.wait()
+    journal = proj.path(".datamake/journal")
+    line = journal.read_text()
+    # As if killed in the middle of writing the line of `b`, after the line of `a`.
+    journal.write_text(line + line[: len(line) // 2])
+    assert proj.built() == ["b", "c"]
+    assert calls(proj) == ["a", "b", "b", "c"]
+    assert proj.built() == []
+
+
 def test_ctrl_c_exits_130_and_keeps_finished_steps(proj):
     proj.write("Datafile", SLOW)
     p = start(proj, B_SECONDS="30")
