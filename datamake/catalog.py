@@ -122,6 +122,7 @@ class Catalog:
         self._shared_prefixes: set[str] | None = None
         self._prefixes: dict[str, dict[str, dict]] = {}  # remote prefix -> name -> info
         self._templates: dict[str, tuple[Location, list[str], list[str]]] = {}
+        self._keyed: dict[tuple[str, str], Location] = {}  # (name, key) -> location
         self._fs: dict[str, Any] = {}
         self._tmp_dev: int | None = None
         self._parents: dict[str, bool] = {}  # folder -> on the temp folder's filesystem
@@ -137,6 +138,9 @@ class Catalog:
                 loc = self._plain[name] = self._resolve(name)
             return loc
         # A partition: the dataset's resolved location with the key's parts filled in.
+        loc = self._keyed.get((name, key))
+        if loc is not None:
+            return loc
         tmpl = self._templates.get(name)
         if tmpl is None:
             tmpl = self._templates[name] = self._template(name)
@@ -148,7 +152,8 @@ class Catalog:
                                     f"has as many non-empty parts, joined by `/`")
         values = dict(zip(names, parts))
         url = "".join(values[p[1:]] if p[:1] == "\0" else p for p in pieces)
-        return base._replace(url=url)
+        loc = self._keyed[(name, key)] = base._replace(url=url)
+        return loc
 
     def _template(self, name: str) -> tuple[Location, list[str], list[str]]:
         base = self._resolve(name)

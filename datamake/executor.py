@@ -181,6 +181,10 @@ class _Build:
         self.running: dict[str, _Task] = {}  # step -> task, while it runs
         self.young: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
         self.stopping = False
+        self._per_rule: dict[str, tuple] = {}  # rule -> what its jobs share
+        self._recipe_texts: dict[str, tuple[str, dict[str, str]]] = {}  # rule -> (hash, texts)
+        self._root = str(project.root)
+        self._cache_dir = str(caches.local.dir)
 
     # -- scheduling -----------------------------------------------------------------
 
@@ -470,21 +474,25 @@ class _Build:
     def job(self, task: _Task) -> Job:
         """A stale step as a self-contained job (what a worker needs, nothing more)."""
         node, project = task.node, self.project
-        names = list(node.inputs) + list(node.outputs)
-        datasets = {n: self.graph.datasets[n] for n in names if n in self.graph.datasets}
-        whole_keys = {n: self.keys_of(n) for n, k in zip(node.inputs, node.keys)
-                      if not k and self.catalog.is_partitioned(n)}
+        shared = self._per_rule.get(node.name)
+        if shared is None:
+            # What every step of a rule shares (a pattern rule has thousands).
+            names = list(node.inputs) + list(node.outputs)
+            recipe = project.recipes[node.name]
+            shared = self._per_rule[node.name] = (
+                {n: self.graph.datasets[n] for n in names if n in self.graph.datasets},
+                {p: project.params[p] for p in node.params}, recipe,
+                project.python_blocks(recipe.scope), str(project.scope_folder(recipe.scope)),
+                {n: self.keys_of(n) for n, k in zip(node.inputs, node.keys)
+                 if not k and self.catalog.is_partitioned(n)})
+        datasets, params, recipe, python, folder, whole_keys = shared
         pins = {i: self.pinned(n, v).url for i, (n, v) in enumerate(zip(node.inputs, node.versions)) if v}
         done = None
         if node.generator:
             done = self.prepare_yielding(node, task.verdict)
-        recipe = project.recipes[node.name]
-        return Job(str(project.root), project.display, datasets,
-                   {p: project.params[p] for p in node.params}, recipe,
-                   project.python_blocks(recipe.scope), str(project.scope_folder(recipe.scope)),
+        return Job(self._root, project.display, datasets, params, recipe, python, folder,
                    node, task.step, task.key, whole_keys, pins, done,
-                   None if node.generator else str(self.caches.local.dir),
-                   self.reporter.json,
+                   None if node.generator else self._cache_dir, self.reporter.json,
                    self.started.queue() if node.generator and self.started else None)
 
     def in_process(self, job: Job) -> Context | None:
@@ -577,14 +585,18 @@ class _Build:
         """Commit a finished step's record (with the code texts `--explain` diffs)."""
         project = self.project
         detail = self.planner.detail(node, digests)  # type: ignore[arg-type]
-        recipe = project.recipes[node.name]
-        h = hash_text(recipe.text)
+        known = self._recipe_texts.get(node.name)
+        if known is None:
+            recipe = project.recipes[node.name]
+            h = hash_text(recipe.text)
+            texts = {h: recipe.text}
+            for own in detail["code"].values():
+                t = project.code_texts.get(own)
+                if t is not None:
+                    texts[own] = t
+            known = self._recipe_texts[node.name] = (h, texts)
+        h, texts = known
         detail["recipe"] = h
-        texts = {h: recipe.text}
-        for own in detail["code"].values():
-            t = project.code_texts.get(own)
-            if t is not None:
-                texts[own] = t
         assert verdict.sig is not None and verdict.inputs_fp is not None
         stamps = tuple(stable(s) for s in res.stamps)
         if stamps != res.stamps:

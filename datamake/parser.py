@@ -19,7 +19,7 @@ from typing import Any
 from . import model
 from .errors import DatafileError, Diagnostic, Span, error
 from .hashing import hash_text
-from .recipe import parse_at
+from .recipe import moved, parse_at
 
 _KEYWORDS = ("param", "params", "dataset", "include", "cache", "python", "as", "versioned")
 
@@ -563,13 +563,16 @@ class _Builder:
 
     def python_recipe(self, text, line, first, outputs, inputs) -> model.Recipe:
         fname = outputs[0].name
+        # Parsed with the `def` on line 1, not at the rule's line: the compiled code is
+        # moved there afterwards (cheaper than renumbering every node of the tree).
+        shift = line - 2
         try:
-            tree = parse_at(f"def {fname}():\n" + text + "\n", line - 1, self.path)
+            tree = parse_at(f"def {fname}():\n" + text + "\n", 1, self.path, shift)
         except SyntaxError as e:
             raise _python_syntax_error(e, self.path, f"in the recipe of `{fname}`") from None
         fn = tree.body[0]
         candidates = _recipe_args(outputs, inputs)
-        scan = _scan(fn, set(candidates), self.path)
+        scan = _scan(fn, set(candidates), self.path, shift)
         used = {u.chain.split(".", 1)[0] for u in scan.uses}
         keep = {i.local for i in inputs} | {o.key for o in outputs if o.key} | \
             {i.key for i in inputs if i.key} | ({"done"} if scan.generator else set())
@@ -582,7 +585,8 @@ class _Builder:
         if isinstance(last, ast.Expr) and not scan.generator:
             fn.body[-1] = ast.copy_location(ast.Return(last.value), last)
         code = compile(tree, self.path, "exec")
-        fcode = next(c for c in code.co_consts if getattr(c, "co_name", None) == fname)
+        fcode = moved(next(c for c in code.co_consts if getattr(c, "co_name", None) == fname),
+                      shift)
         return model.Recipe("python", text, line, Span(self.path, first, 1, first, 1), fp,
                             tuple(scan.uses), scan.generator, tuple(scan.imports),
                             tuple(scan.import_chains), tuple(args), marshal.dumps(fcode))
@@ -696,9 +700,10 @@ def _bind(n: ast.AST, bound: set[str]) -> None:
         bound.add(n.name)
 
 
-def _scan(fn: ast.FunctionDef, args: set[str], path: str) -> _Scan:
+def _scan(fn: ast.FunctionDef, args: set[str], path: str, shift: int = 0) -> _Scan:
     """One walk over a recipe: the global names it reads (first use of each dotted
-    chain), whether it yields, and what it imports itself."""
+    chain), whether it yields, and what it imports itself. Its lines are `shift` above
+    the Datafile's."""
     scan = _Scan()
     bound: set[str] = set()
     loads: list[tuple[str, ast.AST]] = []
@@ -742,8 +747,8 @@ def _scan(fn: ast.FunctionDef, args: set[str], path: str) -> _Scan:
         if chain in seen or (root in bound and root not in args):
             continue
         seen.add(chain)
-        scan.uses.append(model.NameUse(chain, Span(path, n.lineno, n.col_offset + 1,
-                                                   n.end_lineno or n.lineno,
+        scan.uses.append(model.NameUse(chain, Span(path, n.lineno + shift, n.col_offset + 1,
+                                                   (n.end_lineno or n.lineno) + shift,
                                                    (n.end_col_offset or n.col_offset) + 1)))
     scan.uses.sort(key=lambda u: (u.span.line, u.span.col, u.chain))
     return scan

@@ -2,6 +2,7 @@
 the whole rendered message is compared, and the exit code is 2."""
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import pytest
@@ -212,3 +213,30 @@ def test_unknown_format_is_a_static_error(proj):
           |                            ^^^^^^
         help: did you mean `parquet`?
     """))
+
+
+def test_tracebacks_from_nested_code_point_at_datafile_lines(proj):
+    # Recipes are compiled with their `def` on line 1 and moved to their rule's line
+    # afterwards: code nested in them (comprehensions, lambdas, inner functions) must
+    # move too.
+    proj.write("Datafile", textwrap.dedent("""\
+        dataset a = "out/a.json"
+        dataset b = "out/b.json"
+
+        b: a
+            def inner(x):
+                return 1 / x
+            f = lambda x: inner(x)
+            [f(x) for x in a]
+
+        a:
+            [1, 0]
+        """))
+    r = proj.run("b")
+    assert r.code == 1
+    assert 'File "Datafile", line 8, in b' in r.err
+    if sys.version_info < (3, 12):  # since 3.12 comprehensions run in their function
+        assert 'File "Datafile", line 8, in <listcomp>' in r.err
+    assert 'File "Datafile", line 7, in <lambda>' in r.err
+    assert 'File "Datafile", line 6, in inner' in r.err
+    assert "ZeroDivisionError" in r.err
