@@ -20,7 +20,7 @@ from . import formats
 from .errors import CatalogError
 from .formats import FormatError
 from .graph import DatasetInfo
-from .hashing import hash_file, hash_parts, hash_stream
+from .hashing import HashingWriter, hash_file, hash_parts, hash_stream
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -566,16 +566,22 @@ class Catalog:
             raise CatalogError(f"`{name}` is a path dataset: the recipe writes it itself")
         pending = self.temp_path(name, key)
         fmt = formats.get(loc.format)
+        digest = None
         try:
             with open(pending.tmp, "wb") as f:
-                fmt.save(value, f, loc.options)
+                if getattr(fmt, "sequential", False):
+                    w = HashingWriter(f)
+                    fmt.save(value, w, loc.options)
+                    digest = w.hexdigest()
+                else:
+                    fmt.save(value, f, loc.options)
         except FormatError as e:
             self.discard(pending)
             raise CatalogError(f"output `{name}` ({loc.format}): {e}") from None
         except BaseException:
             self.discard(pending)
             raise
-        return pending._replace(digest=hash_file(pending.tmp))
+        return pending._replace(digest=digest or hash_file(pending.tmp))
 
     def commit(self, pending: Pending, key: str | None = None) -> str:
         """Move a pending write into place; returns the new stamp."""

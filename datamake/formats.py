@@ -3,7 +3,8 @@
 Built-in formats import pandas, pyarrow, openpyxl or matplotlib only when used. More
 formats plug in through the `datamake.formats` entry-point group: each entry point
 names an object with `load(file, options)`, `save(value, file, options)` and an
-optional `extensions` tuple.
+optional `extensions` tuple. A format whose `save` only ever calls `file.write` may say
+`sequential = True`: its bytes are then hashed as they are written, not read back.
 """
 from __future__ import annotations
 
@@ -132,6 +133,7 @@ def _json_default(o: Any) -> Any:
 
 class Json:
     extensions = (".json",)
+    sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         return json.load(f)
@@ -146,6 +148,7 @@ class Json:
 
 class Yaml:
     extensions = (".yaml", ".yml")
+    sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         import yaml
@@ -164,6 +167,7 @@ class Yaml:
 
 class Pickle:
     extensions = (".pkl", ".pickle")
+    sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         return pickle.load(f)
@@ -177,6 +181,7 @@ class Pickle:
 
 class Text:
     extensions = (".txt", ".md")
+    sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         return f.read().decode(options.get("encoding", "utf-8"))
@@ -189,6 +194,7 @@ class Text:
 
 class Html:
     extensions = (".html", ".htm")
+    sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         return f.read().decode("utf-8")
@@ -237,6 +243,7 @@ class Image:
 
 class Bytes:
     extensions = (".bin",)
+    sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         return f.read()

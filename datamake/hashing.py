@@ -50,3 +50,24 @@ def hash_stream(f) -> str:
             break
         h.update(chunk)
     return h.hexdigest()
+
+
+class HashingWriter:
+    """A binary file's `write`, hashing what passes through it."""
+
+    def __init__(self, f):
+        self._f = f
+        self._h = xxhash.xxh3_128()
+
+    def write(self, data) -> int:
+        self._h.update(data)
+        return self._f.write(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()

@@ -64,6 +64,24 @@ def test_objects_text_and_bytes_round_trip(tmp_path):
         cat.write("t", 3)
 
 
+def test_digests_hashed_while_writing_are_the_files_digests(tmp_path):
+    from datamake.hashing import hash_file
+
+    big = {"rows": [{"i": i, "s": "x" * 50} for i in range(20000)]}  # several writes
+    cat = catalog(tmp_path, j="o.json", y="o.yaml", p="o.pkl", t="o.txt", h="o.html",
+                  b="o.bin", c="o.csv")
+    values = {"j": big, "y": {"a": [1, 2]}, "p": big, "t": "text\n" * 1000, "h": "<p>hi</p>",
+              "b": bytes(range(256)) * 100}
+    for name, value in values.items():
+        pending = cat.write(name, value)
+        assert pending.digest == hash_file(pending.tmp), name
+        cat.commit(pending)
+    import pandas as pd
+
+    pending = cat.write("c", pd.DataFrame({"a": [1]}))  # not sequential: read back
+    assert pending.digest == hash_file(pending.tmp)
+
+
 def test_figures_as_images_and_html(tmp_path):
     import matplotlib
 
