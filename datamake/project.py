@@ -56,6 +56,8 @@ class Project:
         self._recipes: dict | None = None
         self._python: tuple | None = None
         self._scopes: dict[str, str] | None = None
+        self._blocks: dict[str, tuple] = {}  # scope -> its python: blocks
+        self._folders: dict[str, Path] = {}  # scope -> its folder
         self._sources: list = []
         self._sources_digest = ""
         self.code_texts: dict[str, str] = {}
@@ -164,6 +166,7 @@ class Project:
                          for name, node in g.rules.items()}
         self._python = tuple((b.text, b.line, b.scope, b.span.file) for b in model.python)
         self._scopes = dict(model.scopes)
+        self._blocks, self._folders = {}, {}
         modules = [(p, stable(local_stamp(p)) or "?") for p in sorted(found.files)]
         try:
             self.state_dir.mkdir(exist_ok=True)
@@ -211,6 +214,7 @@ class Project:
         self._recipes = data["recipes"]
         self._python = data["python"]
         self._scopes = data["scopes"]
+        self._blocks, self._folders = {}, {}
         self.code_texts = data["texts"]
 
     @property
@@ -227,15 +231,22 @@ class Project:
 
     def python_blocks(self, scope: str = "") -> tuple:
         """The `python:` blocks of one file (`scope`) as (text, line, filename)."""
-        if self._python is None:
-            self._load_recipes()
-        return tuple((t, line, f) for t, line, s, f in self._python if s == scope)  # type: ignore[union-attr]
+        blocks = self._blocks.get(scope)
+        if blocks is None:
+            if self._python is None:
+                self._load_recipes()
+            blocks = self._blocks[scope] = tuple(
+                (t, line, f) for t, line, s, f in self._python if s == scope)  # type: ignore[union-attr]
+        return blocks
 
     def scope_folder(self, scope: str) -> Path:
         """The folder of the file whose recipes see `scope`'s python: blocks."""
-        if self._scopes is None:
-            self._load_recipes()
-        return Path(self._scopes.get(scope, str(self.root)))  # type: ignore[union-attr]
+        folder = self._folders.get(scope)
+        if folder is None:
+            if self._scopes is None:
+                self._load_recipes()
+            folder = self._folders[scope] = Path(self._scopes.get(scope, str(self.root)))  # type: ignore[union-attr]
+        return folder
 
     @property
     def model(self) -> "Datafile":
