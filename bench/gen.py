@@ -27,7 +27,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 
-TOOLS = ("datamake", "make", "ninja", "doit", "snakemake", "kedro")
+TOOLS = ("datamake", "datamake-pattern", "make", "ninja", "doit", "snakemake", "kedro")
+# Shapes a tool's idiomatic form cannot express (a chain is not one pattern rule).
+UNSUPPORTED = {("datamake-pattern", "chain")}
+
+
+def supports(tool: str, shape: str) -> bool:
+    return (tool, shape) not in UNSUPPORTED
 SHAPES = ("wide", "chain", "fanin")
 
 
@@ -106,6 +112,20 @@ def gen_datamake(shape: str, n: int) -> dict[str, str]:
     if shape == "fanin":
         names = [f"o{i}" for i in range(n)]
         lines += ["total: " + " ".join(names), '    "".join([' + ", ".join(names) + "])", ""]
+    return {"Datafile": "\n".join(lines)}
+
+
+def gen_datamake_pattern(shape: str, n: int) -> dict[str, str]:
+    # The same work as one pattern rule over partitions (as make's `out/%.txt` rule,
+    # doit's task generator and snakemake's wildcard rule write it); the Datafile does
+    # not grow with N.
+    lines = []
+    if shape == "fanin":
+        lines += ["total: up", '    "".join(up[k] for k in sorted(up, key=int))', ""]
+    lines += ['dataset src = "in/{i}.txt"', 'dataset up = "out/{i}.txt"']
+    if shape == "fanin":
+        lines.append('dataset total = "out/total.txt"')
+    lines += ["", "up[i]: src[i]", "    src.upper()", ""]
     return {"Datafile": "\n".join(lines)}
 
 
@@ -334,6 +354,7 @@ def gen_kedro(shape: str, n: int) -> dict[str, str]:
 
 GENERATORS = {
     "datamake": gen_datamake,
+    "datamake-pattern": gen_datamake_pattern,
     "make": gen_make,
     "ninja": gen_ninja,
     "doit": gen_doit,
@@ -374,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         for shape in a.shapes.split(","):
             if shape not in SHAPES:
                 ap.error(f"unknown shape {shape!r}")
+            if not supports(tool, shape):
+                continue
             for n in map(int, a.sizes.split(",")):
                 print(generate(tool, shape, n).relative_to(HERE.parent), file=sys.stderr)
     return 0

@@ -47,7 +47,8 @@ OBS_MARK = "<!-- observations: kept by run.py when it rewrites this file -->"
 TOOLS = gen.TOOLS
 SHAPES = gen.SHAPES
 KINDS = ("full", "noop", "one")
-DEFAULT_SIZES = {t: (100, 1000, 10000) for t in ("datamake", "make", "ninja", "doit")}
+DEFAULT_SIZES = {t: (100, 1000, 10000) for t in ("datamake", "datamake-pattern", "make",
+                                                  "ninja", "doit")}
 DEFAULT_SIZES.update({"snakemake": (100, 1000), "kedro": (100, 1000)})
 RUNS = 5                     # samples per measurement ...
 SLOW_S = 20.0                # ... but only 3 when one run takes longer than this
@@ -57,6 +58,7 @@ TIMEOUT_S = 1800
 # Every tool runs serially (one job at a time), its default except for ninja.
 COMMANDS = {
     "datamake": ["datamake"],
+    "datamake-pattern": ["datamake"],
     "make": ["make"],
     "ninja": ["ninja", "-j1"],
     "doit": ["doit"],
@@ -68,6 +70,7 @@ COMMANDS = {
 # What `full` deletes besides out/: the tool's memory of earlier builds.
 STATE = {
     "datamake": [".datamake"],
+    "datamake-pattern": [".datamake"],
     "make": [],
     "ninja": [".ninja_log", ".ninja_deps"],
     "doit": [".doit.db", ".doit.db.bak", ".doit.db.dat", ".doit.db.dir", ".doit.db.db"],
@@ -163,6 +166,8 @@ def versions() -> dict[str, str]:
     src = VENV_BIN.parent / "datamake-source.txt"
     if src.exists() and "datamake" in v:
         v["datamake"] += f" (from the repository at {src.read_text().strip()})"
+    if "datamake" in v:
+        v["datamake-pattern"] = v["datamake"]  # the same datamake; only the Datafile differs
     v["make"] = sh(["make", "--version"]).splitlines()[0] if shutil.which("make") else "not installed"
     v["ninja"] = sh(["ninja", "--version"]) if shutil.which("ninja") else "not installed"
     return v
@@ -468,14 +473,40 @@ def render(data: dict) -> str:
 
     out += ["## datamake targets", "", "| target | limit | measured | met |",
             "|---|---:|---:|---|"]
-    for shape, n, kind, limit in (("wide", 1000, "noop", 0.12), ("wide", 1000, "full", 0.30),
-                                  ("wide", 10000, "noop", 0.5)):
-        e = res.get(("datamake", shape, n))
+    for tool, shape, n, kind, limit in (
+            ("datamake", "wide", 1000, "noop", 0.12), ("datamake", "wide", 1000, "full", 0.30),
+            ("datamake", "wide", 10000, "noop", 0.5),
+            ("datamake-pattern", "wide", 1000, "full", 0.30)):
+        e = res.get((tool, shape, n))
         val = e.get(kind) if e else None
         met = "—" if val is None else ("yes" if val <= limit else "**no**")
-        out.append(f"| {shape} N={n} {kind} | {limit} s | {fmt_s(val)} | {met} |")
+        label = f"{shape} N={n} {kind}" + (" (as one pattern rule)" if tool != "datamake" else "")
+        out.append(f"| {label} | {limit} s | {fmt_s(val)} | {met} |")
     out.append("")
+    out += paired_section()
     return "\n".join(out)
+
+
+def paired_section() -> list[str]:
+    """The interleaved clean builds of `paired.py`, when it has run."""
+    p = HERE / "paired.json"
+    if not p.exists():
+        return []
+    d = json.loads(p.read_text())
+    base = d["base"]
+    fc = d.get("machine_file_create", {})
+    out = [f"## Clean builds, interleaved (`bench/paired.py`, {d['date']})", "",
+           f"{d['shape']} N={d['n']}: {d['rounds']} rounds, each building every tool's "
+           "workload once from clean, in an order rotating from round to round, so that "
+           "each ratio compares builds made seconds apart (creating a small file took "
+           f"{fc.get('median_us')} µs at the median when it started). Ratio: the median "
+           f"over rounds of the tool's time divided by {base}'s in the same round.", "",
+           "| tool | median | min | ratio |", "|---|---:|---:|---:|"]
+    for t, med in d["median"].items():
+        ratio = "1" if t == base else f"×{d['ratio_median'][t]:.2f}"
+        out.append(f"| {t} | {fmt_s(med)} | {fmt_s(d['min'][t])} | {ratio} |")
+    out.append("")
+    return out
 
 
 def write_report(data: dict) -> None:
@@ -537,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in all_sizes:
         for shape in shapes:
             for tool in tools:
-                if n not in sizes_for(tool):
+                if n not in sizes_for(tool) or not gen.supports(tool, shape):
                     continue
                 log(f"{tool} {shape} N={n}")
                 t0 = time.time()
