@@ -228,3 +228,16 @@ def test_storage_errors_are_said_plainly():
         e = storage_error("dataset `raw` at `s3://b/raw.csv`", exc)
         assert str(e) == f"dataset `raw` at `s3://b/raw.csv`: {said}", type(exc)
         assert e.help
+
+
+def test_hash_file_reads_whole_files_of_any_size(tmp_path):
+    import xxhash
+
+    from datamake.hashing import hash_file
+
+    # Empty, small, around the 1 MiB chunk and the 8 MiB whole-read limit, and beyond.
+    for n in (0, 1, 55, 1 << 20, (1 << 20) + 3, 8 << 20, (8 << 20) + 1, (20 << 20) + 7):
+        p = tmp_path / f"f{n}"
+        data = os.urandom(n)
+        p.write_bytes(data)
+        assert hash_file(str(p)) == xxhash.xxh3_128_hexdigest(data), n
