@@ -257,22 +257,25 @@ class State:
             self.fold()
 
     def _apply(self, entry: list) -> None:
-        """Take a journal line into the overlay the readers see."""
-        kind = entry[0]
-        if kind == "step":
-            _, row, texts, cached = entry
-            row = tuple(row)
-            self._pending[row[0]] = row
-            for h, t in texts:
-                self._pending_texts[h] = t
-            if cached is not None:
-                sig, outputs, sizes, now = cached
-                self._pending_cache[sig] = (outputs, sizes, now)
-            if self._rows is not None:
-                node = row[0]
-                if node not in self._rows and self._children is not None and "[" in node:
-                    self._children.setdefault(node[:node.find("[")], []).append(node)
-                self._rows[node] = (row[1], row[6], row[7])
+        """Take a journal line into the overlay the readers see. Raises ValueError (or
+        TypeError) for a line that is not one, before taking any of it."""
+        kind, row, texts, cached = entry
+        row = tuple(row)
+        if kind != "step" or len(row) != 11 or not all(isinstance(x, str) for x in row[:9]):
+            raise ValueError("not a journal line")
+        texts = [(str(h), str(t)) for h, t in texts]
+        if cached is not None:
+            sig, outputs, sizes, now = cached
+            sizes = [(str(d), int(n)) for d, n in sizes]
+        self._pending[row[0]] = row
+        self._pending_texts.update(texts)
+        if cached is not None:
+            self._pending_cache[sig] = (outputs, sizes, now)
+        if self._rows is not None:
+            node = row[0]
+            if node not in self._rows and self._children is not None and "[" in node:
+                self._children.setdefault(node[:node.find("[")], []).append(node)
+            self._rows[node] = (row[1], row[6], row[7])
 
     def _read_journal(self) -> None:
         """Load what the journal holds (a killed build's records) into the overlay,
@@ -290,10 +293,9 @@ class State:
             if not line:
                 continue
             try:
-                entry = json.loads(line)
-            except ValueError:
-                break
-            self._apply(entry)
+                self._apply(json.loads(line))
+            except (ValueError, TypeError, IndexError):
+                break  # torn by a crash (or not ours): what follows is not trusted
             self._journal_lines += 1
 
     def fold(self) -> None:

@@ -117,6 +117,22 @@ def test_a_torn_journal_line_is_ignored(proj):
     assert proj.built() == []
 
 
+def test_a_journal_line_that_is_not_one_is_not_trusted(proj):
+    proj.write("Datafile", SLOW)
+    p = start(proj, B_SECONDS="30")
+    wait_for(proj.path("b-started"))
+    p.kill()
+    p.wait()
+    journal = proj.path(".datamake/journal")
+    good = journal.read_text()
+    # Valid JSON, but not a record (another version's, or garbage): it and what follows
+    # are ignored, and the build neither crashes nor trusts them.
+    journal.write_text('["step", ["b"], [], null]\n' + good)
+    assert proj.built() == ["a", "b", "c"]
+    journal.write_text(good + '{"not": "a list"}\n')
+    assert proj.built() == []
+
+
 def test_ctrl_c_exits_130_and_keeps_finished_steps(proj):
     proj.write("Datafile", SLOW)
     p = start(proj, B_SECONDS="30")
