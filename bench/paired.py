@@ -8,12 +8,14 @@
 file costs 30 µs one minute and 1 ms the next, so two tools measured ten minutes apart
 can trade places. Here every round builds each tool's workload once from clean (in an
 order that rotates from round to round), so each round's ratios compare builds made
-seconds apart. Writes bench/paired.json; `run.py --report-only` puts it in RESULTS.md.
+seconds apart. Writes bench/paired.json (the latest run of each workload);
+`run.py --report-only` puts it in RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", default="wide", choices=gen.SHAPES)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--tmpfs", action="store_true",
+                    help="build in /dev/shm (memory): each tool's own cost, without the disk")
     a = ap.parse_args(argv)
     tools = a.tools.split(",")
     base = tools[0]
@@ -43,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{t}: not installed, unknown, or no {a.shape} workload")
         cmds[t] = cmd
         dirs[t] = gen.generate(t, a.shape, a.n)
+        if a.tmpfs:
+            mem = Path("/dev/shm/datamake-bench") / f"{t}-{a.shape}-{a.n}"
+            shutil.rmtree(mem, ignore_errors=True)
+            shutil.copytree(dirs[t], mem)
+            dirs[t] = mem
     samples: dict[str, list[float]] = {t: [] for t in tools}
     ratios: dict[str, list[float]] = {t: [] for t in tools[1:]}
     for t in tools:  # untimed warm-up: .pyc caches, page cache
@@ -68,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {r + 1}: " + "  ".join(f"{t} {this[t]:.3f}" for t in tools), file=sys.stderr)
     doc = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "shape": a.shape, "n": a.n, "rounds": a.rounds, "base": base,
+        "shape": a.shape, "n": a.n, "rounds": a.rounds, "base": base, "tmpfs": a.tmpfs,
         "machine_file_create": run.file_create_cost(),
         "versions": run.versions(),
         "median": {t: statistics.median(s) for t, s in samples.items()},
@@ -76,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_median": {t: statistics.median(v) for t, v in ratios.items()},
         "samples": samples, "ratios": ratios,
     }
-    PAIRED_JSON.write_text(json.dumps(doc, indent=1) + "\n")
+    runs = json.loads(PAIRED_JSON.read_text()).get("runs", {}) if PAIRED_JSON.exists() else {}
+    # One entry per workload and place, the latest run of each.
+    runs[f"{a.shape}-{a.n}" + ("-tmpfs" if a.tmpfs else "")] = doc
+    if a.tmpfs:
+        shutil.rmtree("/dev/shm/datamake-bench", ignore_errors=True)
+    PAIRED_JSON.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     for t in tools:
         extra = f"  ×{doc['ratio_median'][t]:.2f} of {base}" if t != base else ""
         print(f"{t:18} median {doc['median'][t]:.3f} s  min {doc['min'][t]:.3f} s{extra}")

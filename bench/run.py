@@ -492,20 +492,27 @@ def paired_section() -> list[str]:
     p = HERE / "paired.json"
     if not p.exists():
         return []
-    d = json.loads(p.read_text())
-    base = d["base"]
-    fc = d.get("machine_file_create", {})
-    out = [f"## Clean builds, interleaved (`bench/paired.py`, {d['date']})", "",
-           f"{d['shape']} N={d['n']}: {d['rounds']} rounds, each building every tool's "
-           "workload once from clean, in an order rotating from round to round, so that "
-           "each ratio compares builds made seconds apart (creating a small file took "
-           f"{fc.get('median_us')} µs at the median when it started). Ratio: the median "
-           f"over rounds of the tool's time divided by {base}'s in the same round.", "",
-           "| tool | median | min | ratio |", "|---|---:|---:|---:|"]
-    for t, med in d["median"].items():
-        ratio = "1" if t == base else f"×{d['ratio_median'][t]:.2f}"
-        out.append(f"| {t} | {fmt_s(med)} | {fmt_s(d['min'][t])} | {ratio} |")
-    out.append("")
+    runs = json.loads(p.read_text()).get("runs", {})
+    if not runs:
+        return []
+    out = ["## Clean builds, interleaved (`bench/paired.py`)", "",
+           "Each round builds every tool's workload once from clean, in an order rotating "
+           "from round to round, so that each ratio compares builds made seconds apart. "
+           "Ratio: the median over rounds of the tool's time divided by the first tool's "
+           "in the same round.", ""]
+    for name, d in sorted(runs.items(), key=lambda kv: (kv[1].get("tmpfs", False),
+                                                         kv[1]["shape"], kv[1]["n"])):
+        base = d["base"]
+        fc = d.get("machine_file_create", {})
+        where = ("in memory (`--tmpfs`: /dev/shm, no disk)" if d.get("tmpfs") else
+                 f"on the disk (creating a small file took {fc.get('median_us')} µs at the "
+                 "median when it started)")
+        out += [f"**{d['shape']} N={d['n']}** {where}, {d['rounds']} rounds on {d['date']}:", "",
+                "| tool | median | min | ratio |", "|---|---:|---:|---:|"]
+        for t, med in d["median"].items():
+            ratio = "1" if t == base else f"×{d['ratio_median'][t]:.2f}"
+            out.append(f"| {t} | {fmt_s(med)} | {fmt_s(d['min'][t])} | {ratio} |")
+        out.append("")
     return out
 
 

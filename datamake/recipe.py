@@ -6,6 +6,7 @@ tracebacks and `linecache` show the Datafile lines without any line map.
 """
 from __future__ import annotations
 
+import functools
 import marshal
 import os
 import sys
@@ -190,4 +191,10 @@ def recipe_info(rule: "model.Rule") -> RecipeInfo:
 
 def make_function(info: RecipeInfo, name: str, globals_: dict[str, Any]) -> Callable[..., Any]:
     """The recipe's function, from the code compiled when the Datafile was parsed."""
-    return types.FunctionType(marshal.loads(info.code), globals_, name)
+    return types.FunctionType(_code(info.code), globals_, name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _code(marshalled: bytes) -> types.CodeType:
+    # A pattern rule's thousands of steps share one recipe: unmarshal it once.
+    return marshal.loads(marshalled)

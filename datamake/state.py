@@ -106,7 +106,7 @@ class State:
         # Written to the journal, not yet to the database: node -> steps row,
         # sig -> cache entry (outputs JSON, sizes, time), hash -> text; and the lines.
         self._pending: dict[str, tuple] = {}
-        self._pending_cache: dict[str, tuple[str, list, float]] = {}
+        self._pending_cache: dict[str, tuple[list, list, float]] = {}
         self._pending_texts: dict[str, str] = {}
         self._journal_lines = 0
         self._journal_read = False
@@ -266,6 +266,7 @@ class State:
         texts = [(str(h), str(t)) for h, t in texts]
         if cached is not None:
             sig, outputs, sizes, now = cached
+            outputs = [(str(o), str(d)) for o, d in outputs]
             sizes = [(str(d), int(n)) for d, n in sizes]
         self._pending[row[0]] = row
         self._pending_texts.update(texts)
@@ -312,7 +313,8 @@ class State:
             db.executemany("INSERT OR IGNORE INTO texts VALUES(?,?)",
                            self._pending_texts.items())
             db.executemany("INSERT OR REPLACE INTO cache_steps VALUES(?,?,?)",
-                           [(sig, o, now) for sig, (o, _, now) in self._pending_cache.items()])
+                           [(sig, json.dumps(o), now)
+                            for sig, (o, _, now) in self._pending_cache.items()])
             db.executemany("INSERT OR REPLACE INTO cache_objects VALUES(?,?,?)",
                            [(d, n, now) for _, sizes, now in self._pending_cache.values()
                             for d, n in sizes])
@@ -407,15 +409,14 @@ class State:
         entry: list = ["step", row, new_texts, None]
         if cached is not None:
             outputs, sizes = cached
-            entry[3] = (rec.sig, json.dumps(outputs), sizes, time.time())
+            entry[3] = (rec.sig, outputs, sizes, time.time())
         if self._rows is None:
             self._all_rows()
         self._append(entry)
         self._apply(entry)
         if self.run_id is not None and status is not None:
             # History, not state: kept with the run's end, one transaction for all.
-            self._history.append((self.run_id, rec.node, status, rec.seconds,
-                                  json.dumps(reasons or [])))
+            self._history.append((self.run_id, rec.node, status, rec.seconds, reasons or []))
 
     def restamp(self, steps: list[tuple[str, tuple[str, ...]]],
                 files: list[tuple[str, str, str]]) -> None:
@@ -479,7 +480,7 @@ class State:
         self._read_journal()
         pending = self._pending_cache.get(sig)
         if pending is not None:
-            return [tuple(x) for x in json.loads(pending[0])]
+            return list(pending[0])
         db = self.db
         if db is None:
             return None
@@ -576,13 +577,14 @@ class State:
     def record_run_step(self, node: str, status: str, seconds: float,
                         reasons: list[str]) -> None:
         if self.run_id is not None:
-            self._history.append((self.run_id, node, status, seconds, json.dumps(reasons)))
+            self._history.append((self.run_id, node, status, seconds, reasons))
 
     def end_run(self, status: str) -> None:
         if self.run_id is None or self._db is None:
             return
         with self._write():
-            self._db.executemany("INSERT INTO run_steps VALUES(?,?,?,?,?)", self._history)
+            self._db.executemany("INSERT INTO run_steps VALUES(?,?,?,?,?)",
+                                 [h[:4] + (json.dumps(h[4]),) for h in self._history])
             self._db.execute("UPDATE runs SET finished=?, status=?, versions=? WHERE id=?",
                              (time.time(), status, json.dumps(_versions()), self.run_id))
         self._history.clear()
