@@ -162,14 +162,15 @@ class State:
     # -- writing: small units, committed in groups ------------------------------------
 
     @contextlib.contextmanager
-    def _write(self, urgent: bool = True) -> Iterator[sqlite3.Connection]:
+    def _write(self, urgent: bool = True, fold: bool = True) -> Iterator[sqlite3.Connection]:
         """One unit of writes, committed at once when `urgent` (every record of a
         finished step or partition is: that is what an interrupted build keeps).
         Bookkeeping that can be lost without harm (touched stamps, cache use times) is
-        not urgent: it is committed with the next urgent unit, or at `flush`."""
+        not urgent: it is committed with the next urgent unit, or at `flush`. A write
+        that could be overtaken by older journal lines folds them first (`fold`)."""
         db = self.db
         assert db is not None
-        if self._journal_lines:
+        if fold and self._journal_lines:
             self.fold()  # what the journal holds was written first
         if not self._tx:
             # A fresh transaction holds only this unit: no savepoint needed.
@@ -418,33 +419,43 @@ class State:
             # History, not state: kept with the run's end, one transaction for all.
             self._history.append((self.run_id, rec.node, status, rec.seconds, reasons or []))
 
+    def _stamps_of_pending(self, stamps: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """New stamps (joined, node) for records still in the journal go into their rows
+        in memory (the fold writes them); the others are returned, for the database."""
+        rest = []
+        for joined, node in stamps:
+            row = self._pending.get(node)
+            if row is not None:
+                self._pending[node] = row[:6] + (joined,) + row[7:]
+            else:
+                rest.append((joined, node))
+            if self._rows is not None:
+                r = self._rows.get(node)
+                if r is not None:
+                    self._rows[node] = (r[0], joined, r[2])
+        return rest
+
     def restamp(self, steps: list[tuple[str, tuple[str, ...]]],
                 files: list[tuple[str, str, str]]) -> None:
         """Trusted stamps for outputs and sources first recorded as too young."""
-        if not steps and not files:
+        rest = self._stamps_of_pending([(SEP.join(st), node) for node, st in steps])
+        if not rest and not files:
             return
         db = self.db
         assert db is not None
-        with self._write():
-            db.executemany("UPDATE steps SET out_stamps=? WHERE node=?",
-                           [(SEP.join(st), node) for node, st in steps])
+        with self._write(fold=False):
+            db.executemany("UPDATE steps SET out_stamps=? WHERE node=?", rest)
             db.executemany("INSERT OR REPLACE INTO files VALUES(?,?,?)", files)
-        if self._rows is not None:
-            for node, st in steps:
-                r = self._rows.get(node)
-                if r is not None:
-                    self._rows[node] = (r[0], SEP.join(st), r[2])
 
     def refresh_stamps(self, node: str, stamps: tuple[str, ...]) -> None:
         """A step's outputs were touched but not changed: remember their new stamps."""
+        rest = self._stamps_of_pending([(SEP.join(stamps), node)])
+        if not rest:
+            return
         db = self.db
         assert db is not None
-        joined = SEP.join(stamps)
-        with self._write(urgent=False):
-            db.execute("UPDATE steps SET out_stamps=? WHERE node=?", (joined, node))
-        if self._rows is not None and node in self._rows:
-            r = self._rows[node]
-            self._rows[node] = (r[0], joined, r[2])
+        with self._write(urgent=False, fold=False):
+            db.executemany("UPDATE steps SET out_stamps=? WHERE node=?", rest)
 
     def text(self, h: str) -> str | None:
         self._read_journal()
@@ -470,7 +481,7 @@ class State:
             return
         db = self.db
         assert db is not None
-        with self._write():
+        with self._write(fold=False):  # the journal holds no files
             db.executemany("INSERT OR REPLACE INTO files VALUES(?,?,?)", rows)
 
     # -- the local step cache ------------------------------------------------------

@@ -212,3 +212,37 @@ def test_run_history_is_trimmed(proj, monkeypatch):
     assert ids[0] == 151 and ids[-1] == 300
     assert st.db.execute("SELECT COUNT(*) FROM run_steps").fetchone()[0] == 150
     st.close()
+
+
+def test_young_stamps_are_trusted_once_old_enough(proj):
+    # A stamp recorded within 20 ms of the file's mtime is not trusted (it is stored
+    # empty, so the next check hashes). At the end of the build, outputs that have aged
+    # by then get their stamps; the last one, written just now, is left to the next run.
+    proj.write("Datafile", """
+        dataset a = "out/a.txt"
+        dataset b = "out/b.txt"
+        dataset c = "out/c.txt"
+
+        python:
+            import time
+
+        c: b
+            time.sleep(0.05)
+            b + "c"
+
+        b: a
+            time.sleep(0.05)
+            a + "b"
+
+        a:
+            "a"
+    """)
+    assert proj.built() == ["a", "b", "c"]
+    db = sqlite3.connect(proj.path(".datamake/state.db"))
+    stamps = dict(db.execute("SELECT node, out_stamps FROM steps"))
+    db.close()
+    for node in ("a", "b"):
+        st = os.stat(proj.path(f"out/{node}.txt"))
+        assert stamps[node] == f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}", node
+    assert stamps["c"] == ""
+    assert proj.built() == []
