@@ -526,20 +526,19 @@ class Catalog:
 
     def _tmp_for(self, final: str) -> str:
         """A fresh temporary path on the same filesystem as `final` (rename is atomic)."""
-        parent = os.path.dirname(final)
-        tmpdir = os.path.join(self.root, TMP_DIR)
+        parent, _, base = final.rpartition("/")
         same = self._parents.get(parent)
         if same is None:
-            os.makedirs(parent, exist_ok=True)
+            tmpdir = os.path.join(self.root, TMP_DIR)
+            os.makedirs(parent or "/", exist_ok=True)
             if self._tmp_dev is None:
                 os.makedirs(tmpdir, exist_ok=True)
                 self._tmp_dev = os.stat(tmpdir).st_dev
-            same = self._parents[parent] = os.stat(parent).st_dev == self._tmp_dev
+            same = self._parents[parent] = os.stat(parent or "/").st_dev == self._tmp_dev
         n = next(self._counter)
-        base = os.path.basename(final)
         if same:
-            return os.path.join(tmpdir, f"{os.getpid()}-{n}-{base}")
-        return os.path.join(parent, f".{base}.datamake-tmp-{os.getpid()}-{n}")
+            return f"{self._root}/{TMP_DIR}/{os.getpid()}-{n}-{base}"
+        return f"{parent}/.{base}.datamake-tmp-{os.getpid()}-{n}"
 
     def temp_path(self, name: str, key: str | None = None) -> Pending:
         """A fresh path for a recipe to write a `path` output to (then `seal` it)."""
@@ -568,12 +567,14 @@ class Catalog:
         fmt = formats.get(loc.format)
         digest = None
         try:
-            with open(pending.tmp, "wb") as f:
-                if getattr(fmt, "sequential", False):
-                    w = HashingWriter(f)
+            if getattr(fmt, "sequential", False):
+                # Unbuffered: a sequential format hands over few, large writes.
+                with open(pending.tmp, "wb", buffering=0) as raw:
+                    w = HashingWriter(raw)
                     fmt.save(value, w, loc.options)
                     digest = w.hexdigest()
-                else:
+            else:
+                with open(pending.tmp, "wb") as f:
                     fmt.save(value, f, loc.options)
         except FormatError as e:
             self.discard(pending)

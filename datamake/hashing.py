@@ -71,7 +71,11 @@ class HashingWriter:
 
     def write(self, data) -> int:
         self._h.update(data)
-        return self._f.write(data)
+        view = memoryview(data).cast("B")
+        done = self._f.write(view)
+        while done is not None and done < len(view):  # a raw file may take less
+            done += self._f.write(view[done:])
+        return len(view)
 
     def writable(self) -> bool:
         return True

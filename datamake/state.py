@@ -257,9 +257,9 @@ class State:
         if self._journal_lines >= FOLD_EVERY and self._lock_fd is not None:
             self.fold()
 
-    def _apply(self, entry: list) -> None:
-        """Take a journal line into the overlay the readers see. Raises ValueError (or
-        TypeError) for a line that is not one, before taking any of it."""
+    def _checked(self, entry: list) -> list:
+        """A journal line read back, as `record_step` wrote it. Raises ValueError (or
+        TypeError) for a line that is not one."""
         kind, row, texts, cached = entry
         row = tuple(row)
         if kind != "step" or len(row) != 11 or not all(isinstance(x, str) for x in row[:9]):
@@ -267,11 +267,18 @@ class State:
         texts = [(str(h), str(t)) for h, t in texts]
         if cached is not None:
             sig, outputs, sizes, now = cached
-            outputs = [(str(o), str(d)) for o, d in outputs]
-            sizes = [(str(d), int(n)) for d, n in sizes]
+            cached = (str(sig), [(str(o), str(d)) for o, d in outputs],
+                      [(str(d), int(n)) for d, n in sizes], float(now))
+        return [kind, row, texts, cached]
+
+    def _apply(self, entry: list) -> None:
+        """Take a journal line into the overlay the readers see."""
+        _, row, texts, cached = entry
         self._pending[row[0]] = row
-        self._pending_texts.update(texts)
+        if texts:
+            self._pending_texts.update(texts)
         if cached is not None:
+            sig, outputs, sizes, now = cached
             self._pending_cache[sig] = (outputs, sizes, now)
         if self._rows is not None:
             node = row[0]
@@ -295,7 +302,7 @@ class State:
             if not line:
                 continue
             try:
-                self._apply(json.loads(line))
+                self._apply(self._checked(json.loads(line)))
             except (ValueError, TypeError, IndexError):
                 break  # torn by a crash (or not ours): what follows is not trusted
             self._journal_lines += 1
