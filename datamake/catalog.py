@@ -123,6 +123,7 @@ class Catalog:
         self._prefixes: dict[str, dict[str, dict]] = {}  # remote prefix -> name -> info
         self._templates: dict[str, tuple[Location, list[str], list[str]]] = {}
         self._keyed: dict[tuple[str, str], Location] = {}  # (name, key) -> location
+        self._formats: dict[str, str] = {}
         self._fs: dict[str, Any] = {}
         self._tmp_dev: int | None = None
         self._parents: dict[str, bool] = {}  # folder -> on the temp folder's filesystem
@@ -210,6 +211,15 @@ class Catalog:
                 if path is not None:
                     return path
         return self.location(name, key).url
+
+    def format_of(self, name: str) -> str:
+        """The format of a dataset (the same for all its partitions)."""
+        fmt = self._formats.get(name)
+        if fmt is None:
+            info = self.datasets.get(name)
+            key = "/".join("x" for _ in info.placeholders) if info and info.placeholders else None
+            fmt = self._formats[name] = self.location(name, key).format
+        return fmt
 
     def is_partitioned(self, name: str) -> bool:
         info = self.datasets.get(name)
@@ -582,7 +592,8 @@ class Catalog:
         except BaseException:
             self.discard(pending)
             raise
-        return pending._replace(digest=digest or hash_file(pending.tmp))
+        name, tmp, final, local, _ = pending
+        return Pending(name, tmp, final, local, digest or hash_file(tmp))
 
     def commit(self, pending: Pending, key: str | None = None) -> str:
         """Move a pending write into place; returns the new stamp."""

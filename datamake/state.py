@@ -411,7 +411,7 @@ class State:
         object sizes) its entry in the local cache: one line in the journal."""
         row = (rec.node, rec.sig, rec.code_fp, rec.params_fp, rec.inputs_fp,
                SEP.join(rec.out_paths), SEP.join(rec.out_stamps), SEP.join(rec.out_digests),
-               json.dumps(rec.detail, sort_keys=True), rec.built_at, rec.seconds)
+               json.dumps(rec.detail, separators=(",", ":")), rec.built_at, rec.seconds)
         new_texts = [(h, t) for h, t in (texts or {}).items()
                      if h not in self._texts_known and h not in self._pending_texts]
         entry: list = ["step", row, new_texts, None]

@@ -134,7 +134,7 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
     params = ctx.params
     whole_keys = whole_keys or {}
     path_outs = [] if recipe.generator else [
-        o for o in node.outputs if cat.location(o, key).format == formats.PATH]
+        o for o in node.outputs if cat.format_of(o) == formats.PATH]
     pendings: list[Pending] = []
     redirect = contextlib.redirect_stdout(sys.stderr) if quiet_stdout else contextlib.nullcontext()
     try:
