@@ -95,8 +95,10 @@ def stable(stamp: str | None) -> str:
 
 def local_digest(path: str) -> str:
     """The content digest of a local file, or of a folder's files and their names."""
-    if not os.path.isdir(path):
-        return hash_file(path)
+    try:
+        return hash_file(path)  # a file, nearly always: no stat to ask first
+    except IsADirectoryError:
+        pass
     parts = []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames.sort()

@@ -94,8 +94,8 @@ def run_job(job: Job, ctx: Context | None = None,
                         job.done, on_partition, job.pins)
     kept: list[tuple[str, int]] = []
     try:
-        if job.cache_dir and pendings and not any(p.digest.startswith("d:") or
-                                                  os.path.isdir(p.tmp) for p in pendings):
+        # A folder's digest starts with "d:": folders are not kept in the local cache.
+        if job.cache_dir and pendings and not any(p.digest.startswith("d:") for p in pendings):
             for p in pendings:
                 obj = os.path.join(job.cache_dir, p.digest)
                 try:
