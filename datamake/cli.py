@@ -208,7 +208,7 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         result = build(project, targets, reporter, keep_going=keep_going, forced=forced,
                        always=always_make, argv=sys.argv, cache=cache_url, no_cache=no_cache,
                        jobs=jobs, executor=executor)
-        reporter.finish(result, _resume(file, directory, asked, raw))
+        reporter.finish(result, _resume(file, directory, asked, raw) if result.failed else None)
         return EXIT_OK if result.ok else EXIT_FAILED
     except DatamakeError as e:
         reporter.error(e)
