@@ -41,17 +41,25 @@ def main(argv: list[str] | None = None) -> int:
     tools = a.tools.split(",")
     base = tools[0]
     cmds, dirs = {}, {}
+
+    def place(t: str) -> Path:
+        """The workload, generated afresh: on this disk the speed of file creation
+        also depends on where a folder happens to be allocated, so every round gets new
+        folders (outside the timing) rather than one tool keeping a lucky or unlucky one."""
+        d = gen.generate(t, a.shape, a.n)
+        if a.tmpfs:
+            mem = Path("/dev/shm/datamake-bench") / f"{t}-{a.shape}-{a.n}"
+            shutil.rmtree(mem, ignore_errors=True)
+            shutil.copytree(d, mem)
+            d = mem
+        return d
+
     for t in tools:
         cmd = run.resolve(t) if t in run.COMMANDS else None
         if cmd is None or not gen.supports(t, a.shape):
             ap.error(f"{t}: not installed, unknown, or no {a.shape} workload")
         cmds[t] = cmd
-        dirs[t] = gen.generate(t, a.shape, a.n)
-        if a.tmpfs:
-            mem = Path("/dev/shm/datamake-bench") / f"{t}-{a.shape}-{a.n}"
-            shutil.rmtree(mem, ignore_errors=True)
-            shutil.copytree(dirs[t], mem)
-            dirs[t] = mem
+        dirs[t] = place(t)
     samples: dict[str, list[float]] = {t: [] for t in tools}
     ratios: dict[str, list[float]] = {t: [] for t in tools[1:]}
     for t in tools:  # untimed warm-up: .pyc caches, page cache
@@ -60,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(a.rounds):
         order = tools[r % len(tools):] + tools[:r % len(tools)]
         this = {}
+        for t in tools:
+            dirs[t] = place(t)
         for t in order:
             run.clean(t, dirs[t])
             dt, rc, tail = run.timed(cmds[t], dirs[t])
