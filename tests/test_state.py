@@ -83,12 +83,17 @@ def steps_in_db(proj):
         db.close()
 
 
-def test_a_killed_builds_journal_is_read_and_folded(proj):
+def killed_after_a(proj):
+    """A build of SLOW killed with SIGKILL while `b` runs: `a` finished, `b` did not."""
     proj.write("Datafile", SLOW)
     p = start(proj, B_SECONDS="30")
     wait_for(proj.path("b-started"))
     p.kill()
     p.wait()
+
+
+def test_a_killed_builds_journal_is_read_and_folded(proj):
+    killed_after_a(proj)
     # `a` finished: its record is a journal line, not yet in the database.
     assert steps_in_db(proj) == []
     assert proj.path(".datamake/journal").read_text().count("\n") == 1
@@ -103,11 +108,7 @@ def test_a_killed_builds_journal_is_read_and_folded(proj):
 
 
 def test_a_torn_journal_line_is_ignored(proj):
-    proj.write("Datafile", SLOW)
-    p = start(proj, B_SECONDS="30")
-    wait_for(proj.path("b-started"))
-    p.kill()
-    p.wait()
+    killed_after_a(proj)
     journal = proj.path(".datamake/journal")
     line = journal.read_text()
     # As if killed in the middle of writing the line of `b`, after the line of `a`.
@@ -118,11 +119,7 @@ def test_a_torn_journal_line_is_ignored(proj):
 
 
 def test_a_journal_line_that_is_not_one_is_not_trusted(proj):
-    proj.write("Datafile", SLOW)
-    p = start(proj, B_SECONDS="30")
-    wait_for(proj.path("b-started"))
-    p.kill()
-    p.wait()
+    killed_after_a(proj)
     journal = proj.path(".datamake/journal")
     good = journal.read_text()
     # Valid JSON, but not a record (another version's, or garbage): it and what follows
