@@ -245,3 +245,38 @@ def test_young_stamps_are_trusted_once_old_enough(proj):
     assert stamps["a"] == now["a"] and stamps["b"] == now["b"]
     assert stamps["c"] in ("", now["c"])  # "" unless the machine paused 20 ms just then
     assert proj.built() == []
+
+
+def test_a_long_build_folds_its_journal_as_it_goes(proj, monkeypatch):
+    # The journal is folded every FOLD_EVERY lines, so memory and the file stay bounded
+    # on a build of a hundred thousand partitions; the records are the same.
+    import datamake
+    import datamake.state as state_mod
+
+    monkeypatch.setattr(state_mod, "FOLD_EVERY", 3)
+    folds = []
+    real_fold = state_mod.State.fold
+
+    def fold(self):
+        folds.append(self._journal_lines)
+        real_fold(self)
+
+    monkeypatch.setattr(state_mod.State, "fold", fold)
+    proj.write("Datafile", """
+        dataset src = "in/{k}.txt"
+        dataset up = "out/{k}.txt"
+
+        up[k]: src[k]
+            src.upper()
+    """)
+    for k in range(8):
+        proj.write(f"in/{k}.txt", f"text {k}\n")
+    monkeypatch.chdir(proj.root)
+    project = datamake.Project(proj.path("Datafile"))
+    result = project.build()
+    project.close()
+    assert sorted(result.names("built")) == [f"up[{k}]" for k in range(8)]
+    assert [n for n in folds if n] == [3, 3, 2]  # two folds on the way, one at the end
+    assert steps_in_db(proj) == [f"up[{k}]" for k in range(8)]
+    assert proj.path(".datamake/journal").read_text() == ""
+    assert proj.built() == []
