@@ -9,8 +9,9 @@ Every finished step is written down at once, so an interrupted build keeps its
 progress: as one line appended to `.datamake/journal` (one `write`, as ninja appends to
 `.ninja_log`), which the build folds into the database in one transaction when it ends,
 and the next build folds first if this one was killed. Readers see the journal too.
-Until the fold, the database plus the journal is the state; every direct write to the
-database folds the journal first, so the order of writes is kept.
+Until the fold, the database plus the journal is the state: a write that older journal
+lines could overtake folds them first, and new stamps for a record still in the journal
+go into that record, so the order of writes is kept.
 """
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ class State:
         self.journal_path = self.dir / JOURNAL
         self._journal_fd: int | None = None
         # Written to the journal, not yet to the database: node -> steps row,
-        # sig -> cache entry (outputs JSON, sizes, time), hash -> text; and the lines.
+        # sig -> cache entry (outputs, object sizes, time), hash -> text; and the lines.
         self._pending: dict[str, tuple] = {}
         self._pending_cache: dict[str, tuple[list, list, float]] = {}
         self._pending_texts: dict[str, str] = {}
@@ -229,7 +230,13 @@ class State:
         self._journal_read = False
         self._read_journal()
         if self._journal_lines:
-            self.fold()
+            try:
+                self.fold()
+            except sqlite3.Error as e:
+                os.close(fd)  # no build on a state it cannot read: let go of the lock
+                self._lock_fd = None
+                raise StateError(f"cannot use `{self.path}`: {e}",
+                                 help=f"delete `{self.dir}` to start over") from None
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
