@@ -54,9 +54,9 @@ class Watcher:
             assert time.monotonic() < deadline, f"timed out waiting for {what}:\n" + "\n".join(self.lines)
             time.sleep(0.02)
 
-    def idle(self, n: int) -> None:
+    def idle(self, n: int, timeout: float = 10.0) -> None:
         """Wait for the n-th 'waiting for changes'."""
-        self.wait(lambda: self.count("waiting for changes") >= n, what=f"build #{n}")
+        self.wait(lambda: self.count("waiting for changes") >= n, timeout, what=f"build #{n}")
 
     def stop(self) -> int:
         if self.p.poll() is None:
@@ -72,7 +72,7 @@ def watcher(proj):
     proj.write("helpers.py", "def loud(s):\n    return s.strip().upper()\n")
     proj.write("in/text.txt", "hello\n")
     w = Watcher(proj)
-    w.idle(1)
+    w.idle(1, timeout=30)  # the first build starts an interpreter: slow disks take long
     assert proj.read("out/shout.txt") == "HELLO!"
     yield w
     code = w.stop()
