@@ -13,6 +13,7 @@ import json
 import marshal
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -570,10 +571,24 @@ class _Builder:
         # Parsed with the `def` on line 1, not at the rule's line: the compiled code is
         # moved there afterwards (cheaper than renumbering every node of the tree).
         shift = line - 2
-        try:
-            tree = parse_at(f"def {fname}():\n" + text + "\n", 1, self.path, shift)
-        except SyntaxError as e:
-            raise _python_syntax_error(e, self.path, f"in the recipe of `{fname}`") from None
+        # Python's warnings about the code (`is` with a literal, invalid escapes) are
+        # held and told again at the Datafile's lines.
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            try:
+                tree = parse_at(f"def {fname}():\n" + text + "\n", 1, self.path, shift)
+            except SyntaxError as e:
+                raise _python_syntax_error(e, self.path, f"in the recipe of `{fname}`") from None
+            recipe = self._python_recipe(tree, text, line, first, outputs, inputs, shift)
+        for w in said:
+            moved_here = w.filename == self.path
+            warnings.warn_explicit(w.message, w.category, w.filename,
+                                   w.lineno + shift if moved_here else w.lineno)
+        return recipe
+
+    def _python_recipe(self, tree, text, line, first, outputs, inputs,
+                       shift: int) -> model.Recipe:
+        fname = outputs[0].name
         fn = tree.body[0]
         candidates = _recipe_args(outputs, inputs)
         scan = _scan(fn, set(candidates), self.path, shift)

@@ -240,3 +240,19 @@ def test_tracebacks_from_nested_code_point_at_datafile_lines(proj):
     assert 'File "Datafile", line 7, in <lambda>' in r.err
     assert 'File "Datafile", line 6, in inner' in r.err
     assert "ZeroDivisionError" in r.err
+
+
+def test_python_warnings_about_a_recipe_point_at_its_datafile_line(proj):
+    proj.write("Datafile", textwrap.dedent("""\
+        dataset a = "out/a.json"
+
+
+        a:
+            x = 1
+            if x is 1:
+                pass
+            x
+        """))
+    r = proj.run()
+    assert r.code == 0
+    assert 'Datafile:6: SyntaxWarning: "is" with a literal' in r.err
