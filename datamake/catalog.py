@@ -218,9 +218,7 @@ class Catalog:
         """The format of a dataset (the same for all its partitions)."""
         fmt = self._formats.get(name)
         if fmt is None:
-            info = self.datasets.get(name)
-            key = "/".join("x" for _ in info.placeholders) if info and info.placeholders else None
-            fmt = self._formats[name] = self.location(name, key).format
+            fmt = self._formats[name] = self._resolve(name).format
         return fmt
 
     def is_partitioned(self, name: str) -> bool:
