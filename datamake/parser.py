@@ -13,6 +13,7 @@ import json
 import marshal
 import os
 import re
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from . import model
 from .errors import DatafileError, Diagnostic, Span, error
 from .hashing import hash_text
-from .recipe import moved, parse_at
+from .recipe import parse_at
 
 _KEYWORDS = ("param", "params", "dataset", "include", "cache", "python", "as", "versioned")
 
@@ -313,6 +314,9 @@ class _Builder:
         self.path = path
         self.base = base
         self.errors: list[Diagnostic] = []
+        # Python recipes wait here to be parsed and compiled together, once the rules
+        # around them are read (see `python_recipes`).
+        self.pending: list[_Pending] = []
 
     def span(self, tok, width: int | None = None) -> Span:
         w = len(tok) if width is None else width
@@ -354,7 +358,10 @@ class _Builder:
                     rules.append(self.rule(st))
             except DatafileError as e:
                 self.errors.extend(e.diagnostics)
+        if self.pending:
+            rules = self.with_recipes(rules)
         if self.errors:
+            self.errors.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
             raise DatafileError(self.errors)
         return model.Datafile(self.path, tuple(params), tuple(params_files), tuple(datasets),
                               tuple(rules), tuple(python), tuple(includes), cache)
@@ -526,7 +533,23 @@ class _Builder:
             recipe = self.recipe(st.children[2], outputs, inputs)
         header_line = outs_tree.children[0].children[0].line
         doc = self.doc_above(header_line)
+        if isinstance(recipe, _Pending):  # made into a Rule once its recipe is compiled
+            recipe.rule = (tuple(outputs), tuple(inputs), doc, outputs[0].span)
+            return recipe
         return model.Rule(tuple(outputs), tuple(inputs), recipe, doc, outputs[0].span)
+
+    def with_recipes(self, rules: list) -> list[model.Rule]:
+        """The rules, their Python recipes compiled (those that compile)."""
+        self.python_recipes(self.pending)
+        out = []
+        for r in rules:
+            if isinstance(r, _Pending):
+                if r.made is None:
+                    continue  # its error is told
+                outputs, inputs, doc, span = r.rule
+                r = model.Rule(outputs, inputs, r.made, doc, span)
+            out.append(r)
+        return out
 
     def doc_above(self, line: int) -> str | None:
         docs = []
@@ -566,32 +589,62 @@ class _Builder:
         return model.Recipe("shell", text, line, Span(self.path, first, 1, first, 1), fp,
                             tuple(uses), False)
 
-    def python_recipe(self, text, line, first, outputs, inputs) -> model.Recipe:
-        fname = outputs[0].name
-        # Parsed with the `def` on line 1, not at the rule's line: the compiled code is
-        # moved there afterwards (cheaper than renumbering every node of the tree).
-        shift = line - 2
+    def python_recipe(self, text, line, first, outputs, inputs) -> "_Pending":
+        p = _Pending(text, line, first, outputs, inputs)
+        self.pending.append(p)
+        return p
+
+    def python_recipes(self, pending: list["_Pending"]) -> None:
+        """Parse and compile the Python recipes all together (one `ast.parse`, one
+        `compile`), or, when that fails, each alone to tell its own error."""
         # Python's warnings about the code (`is` with a literal, invalid escapes) are
-        # held and told again at the Datafile's lines.
+        # held, so that only those of the pass that counts are told.
         with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always")
             try:
-                tree = parse_at(f"def {fname}():\n" + text + "\n", 1, self.path, shift)
-            except SyntaxError as e:
-                raise _python_syntax_error(e, self.path, f"in the recipe of `{fname}`") from None
-            recipe = self._python_recipe(tree, text, line, first, outputs, inputs, shift)
+                self._compile(pending)
+            except (SyntaxError, _Misplaced):
+                del said[:]
+                for p in pending:
+                    try:
+                        self._compile([p])
+                    except SyntaxError as e:
+                        self.errors.extend(_python_syntax_error(
+                            e, self.path, f"in the recipe of `{p.outputs[0].name}`").diagnostics)
         for w in said:
-            moved_here = w.filename == self.path
-            warnings.warn_explicit(w.message, w.category, w.filename,
-                                   w.lineno + shift if moved_here else w.lineno)
-        return recipe
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
-    def _python_recipe(self, tree, text, line, first, outputs, inputs,
-                       shift: int) -> model.Recipe:
-        fname = outputs[0].name
-        fn = tree.body[0]
+    def _compile(self, group: list["_Pending"]) -> None:
+        """Compile recipes as one module in which each is the body of a `def` on the
+        line above it, every line where it is in the Datafile: code objects, tracebacks
+        and syntax errors carry the Datafile's own lines with no line map."""
+        parts: list[str] = []
+        at = 1  # the line the source has reached
+        for p in group:
+            parts.append("\n" * (p.line - 1 - at))
+            parts.append(f"def {p.outputs[0].name}():\n{p.text}\n")
+            at = p.line + p.text.count("\n") + 1
+        tree = ast.parse("".join(parts), self.path)
+        fns = tree.body
+        if len(fns) != len(group) or any(
+                not isinstance(fn, ast.FunctionDef) or fn.lineno != p.line - 1
+                for fn, p in zip(fns, group)):
+            raise _Misplaced  # a body that did not stay inside its def
+        found = [self._python_recipe(p, fn) for p, fn in zip(group, fns)]
+        code = compile(tree, self.path, "exec")
+        by_line = {c.co_firstlineno: c for c in code.co_consts if isinstance(c, types.CodeType)}
+        for p, (fp, scan, args) in zip(group, found):
+            p.made = model.Recipe(
+                "python", p.text, p.line, Span(self.path, p.first, 1, p.first, 1), fp,
+                tuple(scan.uses), scan.generator, tuple(scan.imports),
+                tuple(scan.import_chains), args, marshal.dumps(by_line[p.line - 1]))
+
+    def _python_recipe(self, p: "_Pending", fn: ast.FunctionDef) -> tuple:
+        """What a recipe reads, its fingerprint and its arguments; `fn` is made the
+        function to compile (arguments added, the last expression returned)."""
+        outputs, inputs = p.outputs, p.inputs
         candidates = _recipe_args(outputs, inputs)
-        scan = _scan(fn, set(candidates), self.path, shift)
+        scan = _scan(fn, set(candidates), self.path)
         used = {u.chain.split(".", 1)[0] for u in scan.uses}
         keep = {i.local for i in inputs} | {o.key for o in outputs if o.key} | \
             {i.key for i in inputs if i.key} | ({"done"} if scan.generator else set())
@@ -603,12 +656,23 @@ class _Builder:
         last = fn.body[-1]
         if isinstance(last, ast.Expr) and not scan.generator:
             fn.body[-1] = ast.copy_location(ast.Return(last.value), last)
-        code = compile(tree, self.path, "exec")
-        fcode = moved(next(c for c in code.co_consts if getattr(c, "co_name", None) == fname),
-                      shift)
-        return model.Recipe("python", text, line, Span(self.path, first, 1, first, 1), fp,
-                            tuple(scan.uses), scan.generator, tuple(scan.imports),
-                            tuple(scan.import_chains), tuple(args), marshal.dumps(fcode))
+        return fp, scan, tuple(args)
+
+
+class _Misplaced(Exception):
+    """Compiled together, recipes did not come out one `def` each, where expected."""
+
+
+class _Pending:
+    """A rule with a Python recipe, waiting for the recipes to be compiled together."""
+
+    __slots__ = ("text", "line", "first", "outputs", "inputs", "rule", "made")
+
+    def __init__(self, text: str, line: int, first: int, outputs: list, inputs: list):
+        self.text, self.line, self.first = text, line, first
+        self.outputs, self.inputs = outputs, inputs
+        self.rule: tuple = ()
+        self.made: model.Recipe | None = None
 
 
 def _recipe_args(outputs, inputs) -> list[str]:
@@ -719,10 +783,9 @@ def _bind(n: ast.AST, bound: set[str]) -> None:
         bound.add(n.name)
 
 
-def _scan(fn: ast.FunctionDef, args: set[str], path: str, shift: int = 0) -> _Scan:
+def _scan(fn: ast.FunctionDef, args: set[str], path: str) -> _Scan:
     """One walk over a recipe: the global names it reads (first use of each dotted
-    chain), whether it yields, and what it imports itself. Its lines are `shift` above
-    the Datafile's."""
+    chain), whether it yields, and what it imports itself."""
     scan = _Scan()
     bound: set[str] = set()
     loads: list[tuple[str, ast.AST]] = []
@@ -766,8 +829,8 @@ def _scan(fn: ast.FunctionDef, args: set[str], path: str, shift: int = 0) -> _Sc
         if chain in seen or (root in bound and root not in args):
             continue
         seen.add(chain)
-        scan.uses.append(model.NameUse(chain, Span(path, n.lineno + shift, n.col_offset + 1,
-                                                   (n.end_lineno or n.lineno) + shift,
+        scan.uses.append(model.NameUse(chain, Span(path, n.lineno, n.col_offset + 1,
+                                                   n.end_lineno or n.lineno,
                                                    (n.end_col_offset or n.col_offset) + 1)))
     scan.uses.sort(key=lambda u: (u.span.line, u.span.col, u.chain))
     return scan

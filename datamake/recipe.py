@@ -71,33 +71,21 @@ class Namespace:
         return self._module.__dict__
 
 
-def parse_at(source: str, line: int, filename: str, errors_shift: int = 0) -> "ast.Module":
+def parse_at(source: str, line: int, filename: str) -> "ast.Module":
     """Parse `source` as if its first line were line `line` of `filename`: node positions
     and syntax errors carry the Datafile's own lines. (Padding the source with blank
-    lines would do the same at a cost that grows with the line number.) With
-    `errors_shift`, syntax errors are moved that many lines further down (for a tree
-    whose code is `moved` there once compiled)."""
+    lines would do the same at a cost that grows with the line number.)"""
     import ast
 
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as e:
         if e.lineno is not None:
-            e.lineno += line - 1 + errors_shift
+            e.lineno += line - 1
         if getattr(e, "end_lineno", None) is not None:
-            e.end_lineno += line - 1 + errors_shift  # type: ignore[operator]
+            e.end_lineno += line - 1  # type: ignore[operator]
         raise
     return ast.increment_lineno(tree, line - 1) if line != 1 else tree
-
-
-def moved(code: types.CodeType, lines: int) -> types.CodeType:
-    """`code` (and the code nested in it) `lines` lines further down its file. Line
-    numbers in a code object are offsets from its first line, so this is cheap."""
-    if not lines:
-        return code
-    consts = tuple(moved(c, lines) if isinstance(c, types.CodeType) else c
-                   for c in code.co_consts)
-    return code.replace(co_firstlineno=code.co_firstlineno + lines, co_consts=consts)
 
 
 def failure(exc: BaseException, summary: str) -> RecipeFailure:

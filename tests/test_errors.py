@@ -159,6 +159,42 @@ def test_several_errors_are_all_reported(proj):
     assert r.err.endswith("datamake: 2 errors\n")
 
 
+def test_recipe_errors_are_told_in_file_order_at_their_own_lines(proj):
+    # Recipes are compiled together after the rest is read; an error in one sends each
+    # through alone, so every recipe's error is told, in file order among the others,
+    # with the Datafile's lines (also inside Python's own message), and errors found
+    # only when compiling (not when parsing) are told the same way.
+    proj.write("Datafile", """
+        dataset a = "out/a.json"
+        a:
+            x = (1,
+                 2]
+            x
+        param when = now()
+        c: a
+            nonlocal y
+            a
+    """)
+    r = proj.run("--check")
+    assert r.code == 2
+    assert r.err == textwrap.dedent("""\
+        Datafile:4:11: error: Python syntax error in the recipe of `a`: closing parenthesis ']' does not match opening parenthesis '(' on line 3
+          |
+        4 |          2]
+          |           ^
+        Datafile:6:14: error: the value of parameter `when` is not a Python literal
+          |
+        6 | param when = now()
+          |              ^^^^^
+        help: use numbers, strings, lists, dicts, tuples, booleans or None; compute anything else in a rule
+        Datafile:8:5: error: Python syntax error in the recipe of `c`: no binding for nonlocal 'y' found
+          |
+        8 |     nonlocal y
+          |     ^^^^^^^^^^
+        datamake: 3 errors
+        """)
+
+
 def test_command_line_errors_exit_2(proj):
     proj.write("Datafile", "param size = 1\nout: size\n    size\n")
     r = proj.run("nothing")
