@@ -13,6 +13,7 @@ import json
 import marshal
 import os
 import re
+import sys
 import types
 import warnings
 from pathlib import Path
@@ -149,19 +150,127 @@ def _prefixed(df: model.Datafile, ns: str | None, folder: Path, top: Path,
                                python=python)
 
 
+# A Datafile this long is parsed in two halves at once, the second in a forked child,
+# on a machine with a second CPU: Lark's parse and compiling the recipes are pure
+# Python (a 1,000-rule Datafile: 0.10 s in one process, 0.07 s in two).
+PARALLEL_LINES = 2000
+
+
 def parse_text(text: str, path: str = "Datafile", base: Path | None = None) -> model.Datafile:
     """Parse Datafile `text`; `path` names it in messages, `base` resolves `params` files."""
     text = text.replace("\r\n", "\n")
     if not text.endswith("\n"):
         text += "\n"
     _check_tabs(text, path)
+    base = base or Path.cwd()
+    if text.count("\n") >= PARALLEL_LINES and _may_fork():
+        df = _parse_in_halves(text, path, base)
+        if df is not None:
+            return df
+    return _parse(text, path, base)
+
+
+def _parse(text: str, path: str, base: Path) -> model.Datafile:
     import lark
 
     try:
         tree = _lark().parse(text)
     except lark.exceptions.UnexpectedInput as e:
         raise DatafileError(_syntax_diagnostic(e, text, path)) from None
-    return _Builder(text, path, base or Path.cwd()).build(tree)
+    return _Builder(text, path, base).build(tree)
+
+
+def _may_fork() -> bool:
+    """A second CPU, and a process that may fork: Linux, and no other thread (a
+    thread holding a lock at the fork would leave it held in the child forever)."""
+    import threading
+
+    return (sys.platform.startswith("linux") and len(os.sched_getaffinity(0)) > 1
+            and threading.active_count() == 1)
+
+
+# A statement after a blank line: where a Datafile can be cut in two. (A line that
+# starts with a name in column 0 cannot continue a recipe, a `python:` block or a
+# parameter's value; after a blank line it has no `##` description above it.)
+_CUT = re.compile(r"\n[ \t]*\n(?=[A-Za-z_])")
+
+
+def _halves(text: str) -> tuple[str, str] | None:
+    """`text` cut at a statement near the middle of the work (a line counts 1, an
+    indented one 4: recipe code is parsed and compiled too); the second half is
+    padded with blank lines so that its lines keep their numbers."""
+    def work(end: int) -> int:
+        return text.count("\n", 0, end) + 3 * text.count("\n ", 0, end)
+
+    half = work(len(text)) // 2
+    lo, hi = 0, len(text)
+    while hi - lo > 256:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if work(mid) < half else (lo, mid)
+    m = _CUT.search(text, lo)
+    if m is None:
+        return None
+    cut = m.end()
+    return text[:cut], "\n" * text.count("\n", 0, cut) + text[cut:]
+
+
+def _parse_quietly(text: str, path: str, base: Path) -> tuple | None:
+    """(the model, Python's warnings about it, to tell later), or None if it has
+    errors (the whole text is parsed again to tell them as one parse would)."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            df = _parse(text, path, base)
+        except DatafileError:
+            return None
+    return df, [(w.message, w.category, w.filename, w.lineno) for w in said]
+
+
+def _parse_in_halves(text: str, path: str, base: Path) -> model.Datafile | None:
+    """The model of `text`, its second half parsed by a forked child meanwhile; None
+    when the text has no place to cut, either half has an error, or the child fails."""
+    import pickle
+
+    halves = _halves(text)
+    if halves is None:
+        return None
+    first, second = halves
+    _lark()  # built once, before the fork, for both
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: parse, send the result, and vanish (no exit handlers)
+        code = 1
+        try:
+            os.close(r)
+            with os.fdopen(w, "wb") as out:
+                out.write(pickle.dumps(_parse_quietly(second, path, base),
+                                       pickle.HIGHEST_PROTOCOL))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as f:
+            mine = _parse_quietly(first, path, base)
+            data = f.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    try:
+        theirs = pickle.loads(data) if status == 0 else None
+    except Exception:
+        theirs = None
+    if mine is None or theirs is None:
+        return None
+    (a, said), (b, said_too) = mine, theirs
+    if a.cache is not None and b.cache is not None:
+        return None  # a second `cache` line: told by the whole parse
+    for message, category, filename, lineno in said + said_too:
+        warnings.warn_explicit(message, category, filename, lineno)
+    return model.Datafile(path, a.params + b.params, a.params_files + b.params_files,
+                          a.datasets + b.datasets, a.rules + b.rules, a.python + b.python,
+                          a.includes + b.includes, a.cache or b.cache)
 
 
 def _check_tabs(text: str, path: str) -> None:

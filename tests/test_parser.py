@@ -197,3 +197,97 @@ def test_a_rule_cannot_follow_an_unclosed_python_syntax():
     d = e.value.diagnostics[0]
     assert d.message.startswith("Python syntax error in the `python:` block")
     assert d.span.line == 2
+
+
+def _big_datafile(n: int, extra: str = "") -> str:
+    """A Datafile of `n` rules with every kind of statement, `extra` near its end."""
+    head = textwrap.dedent('''\
+        param scale = 2
+        params "p.json"
+        python:
+            def twice(x):
+                return x * 2
+        dataset raw = "raw.csv"
+        ''')
+    parts = [head]
+    for i in range(n):
+        parts.append(f'dataset d{i} = "out/{i}.json" as json(indent=1)\n')
+    for i in range(n):
+        if i % 3 == 0:
+            parts.append(f"\n## step {i}\n## (documented)\nd{i}: raw scale\n"
+                         f"    # a comment\n    rows = twice(len(raw)) * scale\n\n"
+                         f"    rows + {i}\n")
+        elif i % 3 == 1:
+            parts.append(f"\nd{i}: d{i - 1}\n    $ cp {{d{i - 1}}} {{out}}\n")
+        else:
+            parts.append(f"\nd{i} as p{i}: d{i - 1} as prev\n    return prev\n")
+        if i == n - 3:
+            parts.append(extra)
+    return "".join(parts)
+
+
+def _comparable(df):
+    """A model with each recipe's code as a code object (marshal's bytes depend on
+    reference counts, so two compilations of one function may differ in them)."""
+    import dataclasses
+
+    rules = tuple(dataclasses.replace(r, recipe=dataclasses.replace(
+        r.recipe, code=marshal.loads(r.recipe.code) if r.recipe.code else None))
+        if r.recipe else r for r in df.rules)
+    return dataclasses.replace(df, rules=rules)
+
+
+def test_a_long_datafile_is_parsed_in_halves_into_the_same_model(tmp_path, monkeypatch):
+    import os
+    import warnings
+
+    from datamake import parser
+
+    (tmp_path / "p.json").write_text('{"k": 1}')
+    text = _big_datafile(600, extra="\nlate: d1\n    if d1 is 1:\n        pass\n    d1\n")
+    assert text.count("\n") >= parser.PARALLEL_LINES and parser._may_fork()
+    forks = []
+    real_fork = os.fork
+
+    def counted_fork():
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counted_fork)
+    with warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter("always")
+        halves = parse_text(text, "Datafile", tmp_path)
+    assert forks == [1]  # the second half was parsed by a child
+    monkeypatch.setattr(parser, "PARALLEL_LINES", 10 ** 9)
+    with warnings.catch_warnings(record=True) as told_too:
+        warnings.simplefilter("always")
+        whole = parse_text(text, "Datafile", tmp_path)
+    assert forks == [1]
+    assert _comparable(halves) == _comparable(whole)
+    assert len(whole.rules) == 601 and len(whole.datasets) == 601
+    assert whole.rules[-1].doc is None and whole.rules[3].doc == "step 3 (documented)"
+    late = text.splitlines().index("    if d1 is 1:") + 1
+    assert [(str(w.message), w.lineno) for w in told] == \
+        [(str(w.message), w.lineno) for w in told_too] == \
+        [('"is" with a literal. Did you mean "=="?', late)]
+
+
+@pytest.mark.parametrize("extra", [
+    "\nbroken: d1\n    x = (1,\n    x\n",  # a recipe's Python syntax error
+    "\ndataset nope = out/nope.json\n",  # a Datafile syntax error
+    '\ncache "s3://a"\n\ncache "s3://b"\n',  # a second cache line, one in each half
+])
+def test_a_long_datafile_with_errors_tells_them_as_one_parse_does(tmp_path, monkeypatch, extra):
+    from datamake import parser
+
+    (tmp_path / "p.json").write_text('{"k": 1}')
+    text = _big_datafile(600, extra=extra)
+    if "cache" in extra:  # one `cache` line at the top, one near the end
+        text = 'cache "s3://top"\n' + text.replace('\ncache "s3://a"\n', "\n")
+    with pytest.raises(DatafileError) as halves:
+        parse_text(text, "Datafile", tmp_path)
+    monkeypatch.setattr(parser, "PARALLEL_LINES", 10 ** 9)
+    with pytest.raises(DatafileError) as whole:
+        parse_text(text, "Datafile", tmp_path)
+    assert halves.value.diagnostics == whole.value.diagnostics
+    assert len(whole.value.diagnostics) == 1
