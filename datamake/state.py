@@ -108,6 +108,9 @@ class State:
         # sig -> cache entry (outputs, object sizes, time), hash -> text; and the lines.
         self._pending: dict[str, tuple] = {}
         self._pending_cache: dict[str, tuple[list, list, float]] = {}
+        # Whether the database's cache_steps table is empty (a first build's case): then
+        # a stale step's cache lookup needs no query. None: not asked yet.
+        self._no_cached_steps: bool | None = None
         self._pending_texts: dict[str, str] = {}
         self._journal_lines = 0
         self._journal_read = False
@@ -223,6 +226,7 @@ class State:
         # Start from the state as it is now (another process may have built since this
         # object last read it), with what a killed build left in the journal folded in.
         self._rows = self._children = None
+        self._no_cached_steps = None
         self._pending.clear()
         self._pending_texts.clear()
         self._pending_cache.clear()
@@ -337,6 +341,8 @@ class State:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if self._pending_cache:
+            self._no_cached_steps = False
         # Committed: a crash from here on at worst folds the same lines again.
         if self._journal_fd is not None:
             os.ftruncate(self._journal_fd, 0)
@@ -509,6 +515,11 @@ class State:
         db = self.db
         if db is None:
             return None
+        if self._no_cached_steps is None:
+            self._no_cached_steps = db.execute(
+                "SELECT 1 FROM cache_steps LIMIT 1").fetchone() is None
+        if self._no_cached_steps:
+            return None
         r = db.execute("SELECT outputs FROM cache_steps WHERE sig=?", (sig,)).fetchone()
         return None if r is None else [tuple(x) for x in json.loads(r[0])]
 
@@ -521,6 +532,7 @@ class State:
             if sig is not None:
                 db.execute("INSERT OR REPLACE INTO cache_steps VALUES(?,?,?)",
                            (sig, json.dumps(outputs), now))
+                self._no_cached_steps = False
             db.executemany("INSERT OR REPLACE INTO cache_objects VALUES(?,?,?)",
                            [(d, n, now) for d, n in sizes])
 

@@ -280,3 +280,29 @@ def test_a_long_build_folds_its_journal_as_it_goes(proj, monkeypatch):
     assert steps_in_db(proj) == [f"up[{k}]" for k in range(8)]
     assert proj.path(".datamake/journal").read_text() == ""
     assert proj.built() == []
+
+
+def test_cache_lookups_see_entries_added_since_an_empty_table_was_seen(tmp_path):
+    # An empty cache table is noted once (a first build asks for every step); an entry
+    # added since is still found.
+    from datamake.state import State
+
+    st = State(tmp_path)
+    assert st.cache_entry("s1") is None
+    st.cache_add("s1", [("out", "d1")], [("d1", 3)])
+    assert st.cache_entry("s1") == [("out", "d1")]
+    st.close()
+
+
+def test_an_empty_cache_table_seen_before_a_lock_is_asked_again_after(tmp_path):
+    from datamake.state import State
+
+    st = State(tmp_path)
+    assert st.cache_entry("s9") is None  # the table is empty now
+    other = State(tmp_path)
+    other.cache_add("s9", [("out", "d9")], [("d9", 1)])
+    other.close()
+    st.lock(lambda pid: None)  # a build starts from the state as it is now
+    assert st.cache_entry("s9") == [("out", "d9")]
+    st.unlock()
+    st.close()
