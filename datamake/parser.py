@@ -196,11 +196,13 @@ _CUT = re.compile(r"\n[ \t]*\n(?=[A-Za-z_])")
 
 
 def _halves(text: str) -> tuple[str, str] | None:
-    """`text` cut at a statement near the middle of the work (a line counts 1, an
-    indented one 4: recipe code is parsed and compiled too); the second half is
-    padded with blank lines so that its lines keep their numbers."""
+    """`text` cut at a statement near the middle of the work; the second half is
+    padded with blank lines so that its lines keep their numbers. The work of a part
+    is estimated from its lines and spaces (about the tokens Lark handles), an
+    indented line counting 8 more (recipe code is also parsed and compiled)."""
     def work(end: int) -> int:
-        return text.count("\n", 0, end) + 3 * text.count("\n ", 0, end)
+        return text.count("\n", 0, end) + text.count(" ", 0, end) + \
+            8 * text.count("\n ", 0, end)
 
     half = work(len(text)) // 2
     lo, hi = 0, len(text)
