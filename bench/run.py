@@ -482,17 +482,42 @@ def render(data: dict) -> str:
         met = "—" if val is None else ("yes" if val <= limit else "**no**")
         label = f"{shape} N={n} {kind}" + (" (as one pattern rule)" if tool != "datamake" else "")
         out.append(f"| {label} | {limit} s | {fmt_s(val)} | {met} |")
+    out += paired_targets()
     out.append("")
     out += paired_section()
     return "\n".join(out)
 
 
+def _paired_runs() -> dict:
+    p = HERE / "paired.json"
+    return json.loads(p.read_text()).get("runs", {}) if p.exists() else {}
+
+
+def paired_targets() -> list[str]:
+    """Target rows for the clean build measured in memory, interleaved with doit
+    (`paired.py --tmpfs`): the disk's moods out of the comparison."""
+    rows = []
+    for d in _paired_runs().values():
+        if not (d.get("tmpfs") and d["shape"] == "wide" and d["n"] == 1000):
+            continue
+        med = d["median"]
+        for tool in ("datamake", "datamake-pattern"):
+            if tool not in med:
+                continue
+            form = " (as one pattern rule)" if tool != "datamake" else ""
+            val = med[tool]
+            rows.append(f"| wide N=1000 full{form}, in memory, interleaved | 0.3 s | "
+                        f"{fmt_s(val)} | {'yes' if val <= 0.30 else '**no**'} |")
+            if "doit" in med:
+                r = med["doit"] / val
+                rows.append(f"| ... at least as fast as doit (doit's median ÷ this one){form} "
+                            f"| ≥ 1 | {r:.2f} | {'yes' if r >= 1 else '**no**'} |")
+    return rows
+
+
 def paired_section() -> list[str]:
     """The interleaved clean builds of `paired.py`, when it has run."""
-    p = HERE / "paired.json"
-    if not p.exists():
-        return []
-    runs = json.loads(p.read_text()).get("runs", {})
+    runs = _paired_runs()
     if not runs:
         return []
     out = ["## Clean builds, interleaved (`bench/paired.py`)", "",
