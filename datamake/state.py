@@ -265,8 +265,6 @@ class State:
                                        os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(self._journal_fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
         self._journal_lines += 1
-        if self._journal_lines >= FOLD_EVERY and self._lock_fd is not None:
-            self.fold()
 
     def _checked(self, entry: list) -> list:
         """A journal line read back, as `record_step` wrote it. Raises ValueError (or
@@ -435,6 +433,10 @@ class State:
             self._all_rows()
         self._append(entry)
         self._apply(entry)
+        # Folded once it is in the overlay too: a fold empties the journal, and a line
+        # not yet applied would then be nowhere (and its step would run again).
+        if self._journal_lines >= FOLD_EVERY and self._lock_fd is not None:
+            self.fold()
         if self.run_id is not None and status is not None:
             # History, not state: kept with the run's end, one transaction for all.
             self._history.append((self.run_id, rec.node, status, rec.seconds, reasons or []))
