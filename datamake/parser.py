@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import functools
 import json
+import keyword
 import marshal
 import os
 import re
@@ -241,7 +242,12 @@ def _parse_in_halves(text: str, path: str, base: Path) -> model.Datafile | None:
     sys.stdout.flush()
     sys.stderr.flush()
     r, w = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no memory or process left for a child: one process parses
+        os.close(r)
+        os.close(w)
+        return None
     if pid == 0:  # the child: parse, send the result, and vanish (no exit handlers)
         code = 1
         try:
@@ -719,7 +725,9 @@ class _Builder:
                 for p in pending:
                     try:
                         self._compile([p])
-                    except SyntaxError as e:
+                    except (SyntaxError, _Misplaced) as e:
+                        if isinstance(e, _Misplaced):  # not seen: a recipe alone is one def
+                            e = SyntaxError("invalid syntax", (self.path, p.first, 1, None))
                         self.errors.extend(_python_syntax_error(
                             e, self.path, f"in the recipe of `{p.outputs[0].name}`").diagnostics)
         for w in said:
@@ -733,7 +741,8 @@ class _Builder:
         at = 1  # the line the source has reached
         for p in group:
             parts.append("\n" * (p.line - 1 - at))
-            parts.append(f"def {p.outputs[0].name}():\n{p.text}\n")
+            name = p.outputs[0].name  # the function's name, shown in tracebacks
+            parts.append(f"def {name}{'_' if keyword.iskeyword(name) else ''}():\n{p.text}\n")
             at = p.line + p.text.count("\n") + 1
         tree = ast.parse("".join(parts), self.path)
         fns = tree.body

@@ -121,6 +121,21 @@ def test_python_recipe_value_is_the_last_expression_or_return():
     assert [u.chain for u in a.uses] == ["x"]
 
 
+def test_a_rule_named_like_a_python_keyword_has_a_recipe():
+    # The recipe is compiled as a function named after the rule: `for` is not a
+    # function name Python accepts, so it is `for_` (as tracebacks show it). (Its
+    # output can be read by rules, not by Python code: `for` is no Python name.)
+    df = parse("""
+        for: x
+            x + 1
+        class: x
+            x * 2
+    """)
+    f, c = (marshal.loads(r.recipe.code) for r in df.rules)
+    assert (f.co_name, c.co_name) == ("for_", "class_")
+    assert types.FunctionType(f, {})(x=1) == 2
+
+
 def test_recipe_uses_and_imports_for_fingerprints():
     df = parse("""
         out: frame
