@@ -239,8 +239,11 @@ def _parse_in_halves(text: str, path: str, base: Path) -> model.Datafile | None:
         return None
     first, second = halves
     _lark()  # built once, before the fork, for both
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # or the child would write their buffers again
+        try:
+            stream.flush()
+        except (AttributeError, ValueError, OSError):
+            pass  # None, closed, or a broken pipe: nothing to write twice
     r, w = os.pipe()
     try:
         pid = os.fork()
@@ -264,7 +267,10 @@ def _parse_in_halves(text: str, path: str, base: Path) -> model.Datafile | None:
             mine = _parse_quietly(first, path, base)
             data = f.read()
     finally:
-        _, status = os.waitpid(pid, 0)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped by the system (SIGCHLD ignored): what the
+            status = 0  # pipe brought is checked by unpickling it whole
     try:
         theirs = pickle.loads(data) if status == 0 else None
     except Exception:

@@ -307,3 +307,31 @@ def test_a_long_datafile_with_errors_tells_them_as_one_parse_does(tmp_path, monk
         parse_text(text, "Datafile", tmp_path)
     assert halves.value.diagnostics == whole.value.diagnostics
     assert len(whole.value.diagnostics) == 1
+
+
+def test_a_long_datafile_is_parsed_in_halves_whatever_the_process_did_to_itself(
+        tmp_path, monkeypatch):
+    # A process whose stdout is closed, or that lets the system reap its children
+    # (SIGCHLD ignored: waitpid then fails), still gets the model, from both halves.
+    import io
+    import os
+    import signal
+
+    from datamake import parser
+
+    (tmp_path / "p.json").write_text('{"k": 1}')
+    text = _big_datafile(600)
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr("sys.stdout", closed)
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        halves = parse_text(text, "Datafile", tmp_path)
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+    assert forks == [1]
+    monkeypatch.setattr(parser, "PARALLEL_LINES", 10 ** 9)
+    assert _comparable(halves) == _comparable(parse_text(text, "Datafile", tmp_path))
