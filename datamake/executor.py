@@ -20,7 +20,7 @@ from .errors import CatalogError
 from .graph import RuleNode
 from .hashing import hash_text
 from .planner import Planner, Reason, Verdict
-from .recipe import RecipeFailure
+from .recipe import RecipeFailure, module_name
 from .runners import Runner, runner_factory
 from .state import StepRecord
 from .worker import Context, Job, JobResult, StepResult, commit
@@ -479,13 +479,21 @@ class _Build:
             # What every step of a rule shares (a pattern rule has thousands).
             names = list(node.inputs) + list(node.outputs)
             recipe = project.recipes[node.name]
+            # Other Datafiles (includes) whose rules write its inputs: their classes
+            # are in their own modules, which must exist before a pickle of one loads.
+            scopes = {project.recipes[p].scope for p in
+                      filter(None, (self.graph.producer.get(n) for n in node.inputs))}
+            others = tuple((s, module_name(s, self._root), project.python_blocks(s),
+                            str(project.scope_folder(s)))
+                           for s in sorted(scopes - {recipe.scope}))
             shared = self._per_rule[node.name] = (
                 {n: self.graph.datasets[n] for n in names if n in self.graph.datasets},
                 {p: project.params[p] for p in node.params}, recipe,
                 project.python_blocks(recipe.scope), str(project.scope_folder(recipe.scope)),
                 {n: self.keys_of(n) for n, k in zip(node.inputs, node.keys)
-                 if not k and self.catalog.is_partitioned(n)})
-        datasets, params, recipe, python, folder, whole_keys = shared
+                 if not k and self.catalog.is_partitioned(n)},
+                module_name(recipe.scope, self._root), others)
+        datasets, params, recipe, python, folder, whole_keys, module, others = shared
         pins = {i: self.pinned(n, v).url for i, (n, v) in enumerate(zip(node.inputs, node.versions)) if v}
         done = None
         if node.generator:
@@ -493,14 +501,16 @@ class _Build:
         return Job(self._root, project.display, datasets, params, recipe, python, folder,
                    node, task.step, task.key, whole_keys, pins, done,
                    None if node.generator else self._cache_dir, self.reporter.json,
-                   self.started.queue() if node.generator and self.started else None)
+                   self.started.queue() if node.generator and self.started else None,
+                   module, others)
 
     def in_process(self, job: Job) -> Context | None:
         """Steps run here share the build's catalog (and its listings) and namespace."""
         if self.started is None or not self.started.inline:
             return None
         return Context(job.root, job.recipe.filename or job.display, job.folder, self.catalog,
-                       job.params, self.project.namespace(job.recipe.scope), job.recipe)
+                       job.params, self.project.namespace(job.recipe.scope), job.recipe,
+                       tuple(self.project.namespace(scope) for scope, _, _, _ in job.others))
 
     def prepare_yielding(self, node: RuleNode, verdict: Verdict) -> frozenset[str]:
         """Before a yielding recipe runs: drop partitions built from another signature

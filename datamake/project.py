@@ -267,10 +267,11 @@ class Project:
         """The globals of the recipes of one file: its python: blocks, run once."""
         ns = self._namespaces.get(scope)
         if ns is None:
-            from .recipe import Namespace
+            from .recipe import Namespace, module_name
 
             ns = self._namespaces[scope] = Namespace(self.python_blocks(scope),
-                                                     self.scope_folder(scope))
+                                                     self.scope_folder(scope),
+                                                     module_name(scope, self.root))
         return ns
 
     def close(self) -> None:
@@ -305,9 +306,11 @@ class Project:
                                    help=f"build it first: `datamake {name}`") from None
             raise
         except (ModuleNotFoundError, AttributeError) as e:
-            # A pickle of a class defined in the `python:` block needs that block run.
-            if "__datafile__" not in str(e):
+            # A pickle of a class defined in a `python:` block needs that block run.
+            if "__datafile_" not in str(e):
                 raise
+            if self._scopes is None:
+                self._load_recipes()
             for scope in list(self._scopes or {""}):
                 self.namespace(scope).globals()
             return self.catalog.load(name)

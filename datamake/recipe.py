@@ -37,15 +37,29 @@ class RecipeFailure(Exception):
 
 def user_code_ran() -> bool:
     """Whether this process ran any user code (a `python:` block or a recipe)."""
-    return MODULE in sys.modules
+    return any(m.startswith("__datafile_") for m in sys.modules)
+
+
+def module_name(scope: str, root: str | Path) -> str:
+    """The module a Datafile's `python:` blocks run as, which their classes pickle
+    under: `__datafile__` for the top Datafile (scope ""), `__datafile_<hash>__` for an
+    included one (of its path from the project's folder: stable while it stays there)."""
+    if not scope:
+        return MODULE
+    from .hashing import hash_text
+
+    return f"__datafile_{hash_text(os.path.relpath(scope, root))[:8]}__"
 
 
 class Namespace:
-    """The globals recipes share: the `python:` blocks, run once as module `__datafile__`."""
+    """The globals one Datafile's recipes share: its `python:` blocks, run once as a
+    module of its own (`module_name`)."""
 
-    def __init__(self, blocks: tuple[tuple[str, int, str], ...], root: Path):
+    def __init__(self, blocks: tuple[tuple[str, int, str], ...], root: Path,
+                 name: str = MODULE):
         self.blocks = blocks  # (text, line, the Datafile it is in)
         self.root = str(root)
+        self.name = name
         self._module: types.ModuleType | None = None
 
     def globals(self) -> dict[str, Any]:
@@ -53,10 +67,10 @@ class Namespace:
         if self._module is None:
             if self.root not in sys.path:
                 sys.path.insert(0, self.root)
-            mod = types.ModuleType(MODULE)
+            mod = types.ModuleType(self.name)
             mod.__file__ = self.blocks[0][2] if self.blocks else os.path.join(self.root, "Datafile")
             # Registered so that objects of classes defined here can be unpickled.
-            sys.modules[MODULE] = mod
+            sys.modules[self.name] = mod
             self._module = mod
             for text, line, filename in self.blocks:
                 try:

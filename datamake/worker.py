@@ -49,6 +49,10 @@ class Job(NamedTuple):
     cache_dir: str | None = None  # link outputs into the local cache before committing
     quiet_stdout: bool = False
     queue: Any = None  # where a yielding recipe reports partitions, across processes
+    module: str = "__datafile__"  # the module its python: blocks run as
+    # Other Datafiles whose rules write its inputs, as (scope, module, python: blocks,
+    # folder): their blocks run before the inputs load (pickles of their classes).
+    others: tuple[tuple[str, str, tuple[tuple[str, int, str], ...], str], ...] = ()
 
 
 class JobResult(NamedTuple):
@@ -67,18 +71,20 @@ class Context(NamedTuple):
     params: dict[str, Any]
     namespace: Namespace
     recipe: RecipeInfo
+    others: tuple[Namespace, ...] = ()  # of the Datafiles whose rules write its inputs
 
 
 @functools.lru_cache(maxsize=8)
-def _namespace(python: tuple[tuple[str, int, str], ...], folder: str) -> Namespace:
+def _namespace(python: tuple[tuple[str, int, str], ...], folder: str, name: str) -> Namespace:
     # One per worker process and Datafile: the python: blocks run once, not per step.
-    return Namespace(python, Path(folder))
+    return Namespace(python, Path(folder), name)
 
 
 def context(job: Job) -> Context:
     return Context(job.root, job.recipe.filename or job.display, job.folder,
                    Catalog(Path(job.root), job.datasets), job.params,
-                   _namespace(job.python, job.folder), job.recipe)
+                   _namespace(job.python, job.folder, job.module), job.recipe,
+                   tuple(_namespace(b, f, m) for _, m, b, f in job.others))
 
 
 def run_job(job: Job, ctx: Context | None = None,
@@ -140,6 +146,8 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
     try:
         if recipe.kind == "python":
             fn = make_function(recipe, node.name, ctx.namespace.globals())
+            for other in ctx.others:
+                other.globals()
             kwargs: dict[str, Any] = {}
             pins = pins or {}
             for i, (name, local, k) in enumerate(zip(node.inputs, node.locals, node.keys)):

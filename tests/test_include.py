@@ -103,3 +103,62 @@ def test_include_errors(proj):
     proj.write("b/Datafile", 'yes:\n    1\n')
     r = proj.run()
     assert r.code == 2 and "unknown name `b.yess`" in r.err and "did you mean `b.yes`" in r.err
+
+
+BOXES = """
+    python:
+        class Box:
+            def __init__(self, v):
+                self.v = v
+
+            def kind(self):
+                return "a box from the included file"
+
+    made:
+        Box(1)
+"""
+
+CRATES = """
+    include "sub/Datafile" as sub
+
+    dataset use = "out/use.json"
+
+    python:
+        class Box:  # the same name, another class: each file has its own globals
+            def kind(self):
+                return "a box from the top file"
+
+    use: sub.made
+        [made.kind(), Box().kind()]
+"""
+
+
+def test_values_of_an_included_files_classes_load_in_the_including_file(proj):
+    # An undeclared output is a pickle; its class lives in its own file's `python:`
+    # block, a module of its own, which a reader in another file gets run first.
+    proj.write("sub/Datafile", BOXES)
+    proj.write("Datafile", CRATES)
+    want = ["a box from the included file", "a box from the top file"]
+    assert proj.built("use") == ["sub.made", "use"]
+    assert json.loads(proj.path("out/use.json").read_text()) == want
+    # The reader alone, in a new process (the producer fresh), and in a pool worker.
+    proj.path("out/use.json").unlink()
+    assert proj.built("use", "--force", "use") == ["use"]
+    assert json.loads(proj.path("out/use.json").read_text()) == want
+    proj.path("out/use.json").unlink()
+    assert proj.built("use", "--force", "use", "-j", "2") == ["use"]
+    assert json.loads(proj.path("out/use.json").read_text()) == want
+
+
+def test_values_of_an_included_files_classes_load_from_python(proj, monkeypatch):
+    import datamake
+
+    proj.write("sub/Datafile", BOXES)
+    proj.write("Datafile", CRATES)
+    assert proj.built("use") == ["sub.made", "use"]
+    monkeypatch.chdir(proj.root)
+    p = datamake.Project("Datafile")
+    try:
+        assert p.load("sub.made").kind() == "a box from the included file"
+    finally:
+        p.close()
