@@ -134,6 +134,41 @@ def test_storage_errors_name_the_dataset_and_location(proj, s3):
     assert "dataset `raw` at `s3://no-such-bucket-dm/raw.txt`: cannot reach the storage endpoint" in r.err
 
 
+def test_refused_credentials_are_said_plainly(proj, s3):
+    # moto's server checks the access key once told to (its /moto-api/reset-auth): the
+    # build meets a real 403 from a real endpoint, not a made-up exception.
+    import os
+    import urllib.request
+
+    if os.environ.get("DATAMAKE_TEST_S3_ENDPOINT"):
+        pytest.skip("needs moto's server, which can be told to check credentials")
+    proj.write("Datafile", f"""
+        dataset raw = "{s3.url('raw.txt')}"
+        dataset out = "out.txt"
+        out: raw
+            raw
+    """)
+    s3.put("raw.txt", "hello")
+
+    def checking(count: str) -> None:
+        req = urllib.request.Request(f"{s3.env['AWS_ENDPOINT_URL']}/moto-api/reset-auth",
+                                     data=count.encode(), method="POST",
+                                     headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(req, timeout=10).read()
+
+    checking("0")
+    try:
+        r = proj.run(env=clean_env(**dict(s3.env, AWS_ACCESS_KEY_ID="AKIANOSUCHKEY0000000",
+                                          AWS_SECRET_ACCESS_KEY="wrong")))
+    finally:
+        checking("inf")
+    assert r.code == 1, r.err
+    assert f"dataset `raw` at `{s3.url('raw.txt')}`: access denied" in r.err
+    assert "help: check the credentials (AWS_* variables) and the bucket's policy" in r.err
+    assert "Traceback" not in r.err
+    assert proj.built() == ["out"]  # the server trusts anyone again: the same build works
+
+
 def test_partitioned_dataset_on_s3(proj, s3):
     proj.write("Datafile", f"""
         dataset raw = "s3://{s3.bucket}/raw/{{id}}.json"
