@@ -32,6 +32,9 @@ KEEP_RUNS = 1000  # the run history keeps this many builds
 STATE_DIR = ".datamake"
 JOURNAL = "journal"
 FOLD_EVERY = 10_000  # journal lines held before a fold mid-build (bounds memory)
+# The journal's first line: its format's version. A journal without it (another
+# version's, or torn in its first write) is not read: its steps run again.
+JOURNAL_HEADER = b'["datamake-journal",1]\n'
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -104,6 +107,7 @@ class State:
         self.run_id: int | None = None
         self.journal_path = self.dir / JOURNAL
         self._journal_fd: int | None = None
+        self._journal_new = False  # the next line written begins the journal (with its header)
         # Written to the journal, not yet to the database: node -> steps row,
         # sig -> cache entry (outputs, object sizes, time), hash -> text; and the lines.
         self._pending: dict[str, tuple] = {}
@@ -233,7 +237,11 @@ class State:
         self._journal_lines = 0
         self._journal_read = False
         self._read_journal()
-        if self._journal_lines:
+        if not self._journal_lines:
+            # Nothing in it to trust (or nothing at all): start it afresh, so that what
+            # this build appends is not read after a torn or foreign first line.
+            self._empty_journal()
+        else:
             try:
                 self.fold()
             except sqlite3.Error as e:
@@ -263,8 +271,22 @@ class State:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._journal_fd = os.open(self.journal_path,
                                        os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(self._journal_fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+            self._journal_new = os.fstat(self._journal_fd).st_size == 0
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+        if self._journal_new:  # the header goes with the first line: still one write
+            line = JOURNAL_HEADER + line
+            self._journal_new = False
+        os.write(self._journal_fd, line)
         self._journal_lines += 1
+
+    def _empty_journal(self) -> None:
+        if self._journal_fd is not None:
+            os.ftruncate(self._journal_fd, 0)
+            self._journal_new = True
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getsize(self.journal_path):
+                    os.truncate(self.journal_path, 0)
 
     def _checked(self, entry: list) -> list:
         """A journal line read back, as `record_step` wrote it. Raises ValueError (or
@@ -307,7 +329,9 @@ class State:
                 data = f.read()
         except OSError:
             return
-        for line in data.split(b"\n"):
+        if not data.startswith(JOURNAL_HEADER):
+            return  # empty, another version's, or torn before its first line ended
+        for line in data[len(JOURNAL_HEADER):].split(b"\n"):
             if not line:
                 continue
             try:
@@ -342,11 +366,7 @@ class State:
         if self._pending_cache:
             self._no_cached_steps = False
         # Committed: a crash from here on at worst folds the same lines again.
-        if self._journal_fd is not None:
-            os.ftruncate(self._journal_fd, 0)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.truncate(self.journal_path, 0)
+        self._empty_journal()
         self._texts_known.update(self._pending_texts)
         self._pending.clear()
         self._pending_texts.clear()

@@ -2,6 +2,7 @@
 locked against a second build, schema-versioned."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -94,9 +95,11 @@ def killed_after_a(proj):
 
 def test_a_killed_builds_journal_is_read_and_folded(proj):
     killed_after_a(proj)
-    # `a` finished: its record is a journal line, not yet in the database.
+    # `a` finished: its record is a journal line (after the header), not yet in the
+    # database.
     assert steps_in_db(proj) == []
-    assert proj.path(".datamake/journal").read_text().count("\n") == 1
+    header, line, end = proj.path(".datamake/journal").read_text().split("\n")
+    assert (header, json.loads(line)[1][0], end) == ('["datamake-journal",1]', "a", "")
     # A dry run (no lock, no fold) reads the journal too: only b and c are stale.
     assert proj.plan()["run"] == ["b", "c"]
     assert steps_in_db(proj) == []
@@ -128,6 +131,34 @@ def test_a_journal_line_that_is_not_one_is_not_trusted(proj):
     assert proj.built() == ["a", "b", "c"]
     journal.write_text(good + '{"not": "a list"}\n')
     assert proj.built() == []
+
+
+def test_a_journal_of_another_version_is_not_read(proj):
+    killed_after_a(proj)
+    journal = proj.path(".datamake/journal")
+    header, line = journal.read_text().split("\n")[:2]
+    # The same line under another version's header, or under none (the first
+    # journals had no header): not read, so `a` runs again.
+    journal.write_text('["datamake-journal",2]\n' + line + "\n")
+    assert proj.plan()["run"] == ["a", "b", "c"]
+    journal.write_text(line + "\n")
+    assert proj.plan()["run"] == ["a", "b", "c"]
+    assert proj.built() == ["a", "b", "c"]
+    assert journal.read_text() == ""
+    assert proj.built() == []
+
+
+def test_a_build_after_a_torn_first_line_keeps_its_journal_readable(proj):
+    # A build killed while writing its journal's first line left a fragment. The next
+    # build starts the journal afresh: killed in its turn after `a`, its line of `a`
+    # is read (it would be glued to the fragment and lost if appended after it).
+    proj.write("Datafile", SLOW)
+    proj.path(".datamake").mkdir()
+    proj.path(".datamake/journal").write_text('["datamake-jour')
+    killed_after_a(proj)
+    assert calls(proj) == ["a", "b"]
+    assert proj.plan()["run"] == ["b", "c"]
+    assert proj.built() == ["b", "c"]
 
 
 def test_ctrl_c_exits_130_and_keeps_finished_steps(proj):
