@@ -192,22 +192,41 @@ class Caches:
         self.shared = SharedCache(shared_url) if shared_url else None
         self.warnings: list[str] = []
 
+    def _entry(self, sig: str) -> tuple[Entry | None, str]:
+        entry = self.local.get(sig)
+        if entry is not None or self.shared is None:
+            return entry, "local"
+        try:
+            return self.shared.get(sig), "shared"
+        except CatalogError as e:
+            self.warnings.append(str(e))
+            return None, "shared"
+
     def restore(self, node: Any, key: str | None, sig: str) -> list[Pending] | None:
         """Pending writes of a step's outputs from the caches, verified, or None."""
-        entry = self.local.get(sig)
-        source = "local"
-        if entry is None and self.shared is not None:
-            try:
-                entry = self.shared.get(sig)
-            except CatalogError as e:
-                self.warnings.append(str(e))
-                entry = None
-            source = "shared"
+        entry, source = self._entry(sig)
         if entry is None or [n for n, _ in entry.outputs] != list(node.outputs):
             return None
+        return self._materialize(sig, entry, source, [(n, key) for n in node.outputs])
+
+    def restore_parts(self, node: Any, sig: str) -> list[tuple[str, Pending]] | None:
+        """A yielding step's partitions from the caches, as (key, pending write), all
+        verified, or None. Its entry names them `OUT[KEY]`."""
+        entry, source = self._entry(sig)
+        out = node.outputs[0]
+        if entry is None or not all(n.startswith(out + "[") and n.endswith("]")
+                                    for n, _ in entry.outputs):
+            return None
+        keys = [n[len(out) + 1:-1] for n, _ in entry.outputs]
+        pendings = self._materialize(sig, entry, source, [(out, k) for k in keys])
+        return None if pendings is None else list(zip(keys, pendings))
+
+    def _materialize(self, sig: str, entry: Entry, source: str,
+                     where: list[tuple[str, str | None]]) -> list[Pending] | None:
+        """The entry's objects at temporary paths of (dataset, partition key) `where`."""
         cat = self.project.catalog
         pendings: list[Pending] = []
-        for name, digest in entry.outputs:
+        for (name, key), (_, digest) in zip(where, entry.outputs):
             pend = cat.temp_path(name, key)
             ok = self.local.materialize(digest, pend.tmp)
             if not ok and self.shared is not None:
@@ -231,12 +250,18 @@ class Caches:
 
     def share(self, sig: str, node: Any, pendings: list[Pending]) -> None:
         """Upload a built step to the shared cache (from the local cache's copies)."""
-        if self.shared is None or any(p.digest.startswith("d:") for p in pendings):
+        if any(p.digest.startswith("d:") for p in pendings):
             return
-        files = {p.digest: str(self.local.path(p.digest)) for p in pendings}
+        self.share_outputs(sig, [(n, p.digest) for n, p in zip(node.outputs, pendings)])
+
+    def share_outputs(self, sig: str, outputs: list[tuple[str, str]]) -> None:
+        """Upload (name, digest) outputs kept in the local cache, under `sig`."""
+        if self.shared is None:
+            return
+        files = {d: str(self.local.path(d)) for _, d in outputs}
         if not all(os.path.exists(f) for f in files.values()):
             return
         try:
-            self.shared.put(sig, [(n, p.digest) for n, p in zip(node.outputs, pendings)], files)
+            self.shared.put(sig, outputs, files)
         except CatalogError as e:
             self.warnings.append(str(e))

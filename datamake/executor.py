@@ -386,6 +386,12 @@ class _Build:
             self.settle(rr, step, key, Outcome("planned", None, 0.0, verdict.reasons), verdict)
             return
         forced = any(r.code == "forced" for r in verdict.reasons)
+        if verdict.sig is not None and node.generator and not forced:
+            t = time.perf_counter()
+            parts = self.caches.restore_parts(node, verdict.sig)
+            if parts is not None:
+                self.restore_yielded(rr, step, verdict, digests, parts, t)
+                return
         if verdict.sig is not None and not node.generator and not forced:
             t = time.perf_counter()
             restored = self.caches.restore(node, key, verdict.sig)
@@ -399,6 +405,39 @@ class _Build:
                 return
         rr.outstanding += 1
         self.ready.append(_Task(node, step, key, verdict, digests, time.perf_counter()))
+
+    def restore_yielded(self, rr: _RuleRun, step: str, verdict: Verdict,
+                        digests: list[str | None], parts: list[tuple[str, Any]],
+                        t: float) -> None:
+        """A yielding step's partitions restored from a cache: committed and recorded
+        as if the recipe had yielded them, then the step itself, as `cached`."""
+        node = rr.node
+        out = node.outputs[0]
+        self.prepare_yielding(node, verdict)  # partitions of other signatures go
+        v = verdict
+        state = self.project.state
+        i = 0
+        try:
+            for i, (key, pending) in enumerate(parts):
+                stamp = self.catalog.commit(pending, key)
+                node_name = f"{out}[{key}]"
+                state.record_step(StepRecord(node_name, v.sig or "", v.code_fp, v.params_fp,
+                                             v.inputs_fp or "", (pending.final,),
+                                             (stable(stamp),), (pending.digest,), {},
+                                             time.time(), 0.0), status=None)
+                if stable(stamp) != stamp:
+                    self.young.append((node_name, (pending.final,), (stamp,)))
+        except BaseException:
+            for _, pending in parts[i:]:
+                self.catalog.discard(pending)
+            raise
+        whole = self.planner.whole(self._recorded_parts(out, v.sig)) or ""
+        res = StepResult((self.catalog.location(out).url,), ("",), (whole,),
+                         time.perf_counter() - t)
+        self.record(node, step, verdict, digests, res, "cached")
+        self.reporter.step_done(step, "cached", res.seconds)
+        self.settle(rr, step, None, Outcome("cached", res.digests, res.seconds,
+                                            verdict.reasons), verdict)
 
     def settle(self, rr: _RuleRun, step: str, key: str | None, outcome: Outcome,
                verdict: Verdict) -> None:
@@ -500,7 +539,7 @@ class _Build:
             done = self.prepare_yielding(node, task.verdict)
         return Job(self._root, project.display, datasets, params, recipe, python, folder,
                    node, task.step, task.key, whole_keys, pins, done,
-                   None if node.generator else self._cache_dir, self.reporter.json,
+                   self._cache_dir, self.reporter.json,
                    self.started.queue() if node.generator and self.started else None,
                    module, others)
 
@@ -524,6 +563,23 @@ class _Build:
         state.forget_many(stale)
         listed = self.catalog.partitions(out)
         return frozenset(k for k in self._recorded_parts(out, sig) if k in listed)
+
+    def kept_parts(self, out: str, parts: dict[str, str | None]) -> tuple[list, list] | None:
+        """A yielding step's cache entry, (outputs named `OUT[KEY]`, object sizes), when
+        every partition it recorded is in the local cache (a partition written by an
+        earlier, interrupted run may have been trimmed since)."""
+        outputs, sizes = [], []
+        for k in sorted(parts):
+            digest = parts[k]
+            if not digest or digest.startswith("d:"):
+                return None
+            try:
+                size = os.stat(self.caches.local.path(digest)).st_size
+            except OSError:
+                return None
+            outputs.append((f"{out}[{k}]", digest))
+            sizes.append((digest, size))
+        return outputs, sizes
 
     def drain_partitions(self, events: list[tuple[str, str, str, str, str]]) -> None:
         """Record the partitions yielding recipes wrote, the moment they are reported."""
@@ -567,22 +623,23 @@ class _Build:
                                                summary), verdict)
         else:
             res = outcome.result
+            cached = None
             if node.generator:
                 out = node.outputs[0]
                 parts = self._recorded_parts(out, verdict.sig)
                 whole = self.planner.whole(parts) or ""
                 res = StepResult((self.catalog.location(out).url,), ("",), (whole,), res.seconds)
+                cached = self.kept_parts(out, parts) if verdict.sig else None
             try:
                 self.save_versions(node, key, res, verdict.sig)
             except CatalogError as e:
                 self.reporter.note(f"warning: {e}")
-            cached = None
             if outcome.kept and verdict.sig:
                 cached = (list(zip(node.outputs, (p.digest for p in outcome.pendings))),
                           list(outcome.kept))
             self.record(node, step, verdict, task.digests, res, cached=cached)
-            if not node.generator and verdict.sig is not None and outcome.kept:
-                self.caches.share(verdict.sig, node, list(outcome.pendings))
+            if verdict.sig is not None and cached is not None:
+                self.caches.share_outputs(verdict.sig, cached[0])
             self.reporter.step_done(step, "built", res.seconds)
             self.settle(rr, step, key, Outcome("built", res.digests, res.seconds,
                                                verdict.reasons), verdict)

@@ -97,23 +97,12 @@ def run_job(job: Job, ctx: Context | None = None,
         def on_partition(key: str, path: str, stamp: str, digest: str) -> None:
             job.queue.put((job.step, key, path, stamp, digest))
     pendings = run_step(ctx, job.node, job.step, job.key, job.whole_keys, job.quiet_stdout,
-                        job.done, on_partition, job.pins)
+                        job.done, on_partition, job.pins, job.cache_dir)
     kept: list[tuple[str, int]] = []
     try:
         # A folder's digest starts with "d:": folders are not kept in the local cache.
         if job.cache_dir and pendings and not any(p.digest.startswith("d:") for p in pendings):
-            for p in pendings:
-                obj = os.path.join(job.cache_dir, p.digest)
-                try:
-                    os.link(p.tmp, obj)  # atomic: the name appears with its bytes
-                except FileExistsError:
-                    pass  # the same digest: the same bytes, kept already
-                except FileNotFoundError:  # the cache's first object
-                    os.makedirs(job.cache_dir, exist_ok=True)
-                    link_or_copy(p.tmp, obj)
-                except OSError:  # no hard links here (another filesystem): copy
-                    link_or_copy(p.tmp, obj)
-                kept.append((p.digest, os.stat(obj).st_size))
+            kept = [keep(p, job.cache_dir) for p in pendings]
         res = commit(ctx.catalog, pendings, job.key, time.perf_counter() - t0)
     except BaseException:
         for p in pendings:
@@ -122,11 +111,28 @@ def run_job(job: Job, ctx: Context | None = None,
     return JobResult(res, tuple(pendings), tuple(kept))
 
 
+def keep(p: Pending, cache_dir: str) -> tuple[str, int]:
+    """Link a written output into the local cache (before it is committed): (its
+    digest, its size)."""
+    obj = os.path.join(cache_dir, p.digest)
+    try:
+        os.link(p.tmp, obj)  # atomic: the name appears with its bytes
+    except FileExistsError:
+        pass  # the same digest: the same bytes, kept already
+    except FileNotFoundError:  # the cache's first object
+        os.makedirs(cache_dir, exist_ok=True)
+        link_or_copy(p.tmp, obj)
+    except OSError:  # no hard links here (another filesystem): copy
+        link_or_copy(p.tmp, obj)
+    return p.digest, os.stat(obj).st_size
+
+
 def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
              whole_keys: dict[str, list[str]] | None = None, quiet_stdout: bool = False,
              done: frozenset[str] | None = None,
              on_partition: Callable[[str, str, str, str], None] | None = None,
-             pins: dict[int, str] | None = None) -> list[Pending]:
+             pins: dict[int, str] | None = None,
+             cache_dir: str | None = None) -> list[Pending]:
     """Run one step's recipe; its outputs are written but not yet visible (`commit`
     makes them so). Raises RecipeFailure or CatalogError, leaving nothing behind.
 
@@ -169,7 +175,7 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
             if recipe.generator:
                 if "done" in recipe.args:
                     kwargs["done"] = done or frozenset()
-                _drain(fn(**kwargs), node, step, ctx, redirect, on_partition)
+                _drain(fn(**kwargs), node, step, ctx, redirect, on_partition, cache_dir)
                 return []
             try:
                 with redirect:
@@ -241,8 +247,11 @@ def partition_key(item: Any, node: RuleNode, step: str, where: str) -> tuple[str
 
 
 def _drain(gen: Any, node: RuleNode, step: str, ctx: "Context", redirect: Any,
-           on_partition: Callable[[str, str, str, str], None] | None) -> None:
-    """Write each yielded partition atomically the moment it arrives; memory holds one."""
+           on_partition: Callable[[str, str, str, str], None] | None,
+           cache_dir: str | None = None) -> None:
+    """Write each yielded partition atomically the moment it arrives; memory holds one.
+    With `cache_dir`, each is also kept in the local cache (so the whole step can be
+    restored, or shared, once it has finished)."""
     cat = ctx.catalog
     out = node.outputs[0]
     where = f"{ctx.display}:{ctx.recipe.header_line}"
@@ -260,6 +269,8 @@ def _drain(gen: Any, node: RuleNode, step: str, ctx: "Context", redirect: Any,
         pending = cat.write(out, value, key)
         del item, value
         try:
+            if cache_dir and not pending.digest.startswith("d:"):
+                keep(pending, cache_dir)
             stamp = cat.commit(pending, key)
         except BaseException:
             cat.discard(pending)

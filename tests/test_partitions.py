@@ -192,12 +192,37 @@ def test_yielding_recipe_writes_and_records_each_partition(proj):
     assert proj.built("total", "n=4") == ["emb", "total"]
     assert calls(proj)[6:] == [0, 1, 2, 3]
     assert sorted(os.listdir(proj.path("emb"))) == [f"c{i:03d}.json" for i in range(4)]
-    # Deleting one partition reruns the step, which skips what is done.
+    # Deleting one partition: the step is stale, and its partitions come back from
+    # the local cache, as any step's outputs do.
     os.unlink(proj.path("emb/c002.json"))
     assert proj.plan("total", "n=4")["reasons"]["emb"] == [
         {"code": "missing-output", "name": "emb"}]
-    assert proj.built("total", "n=4") == ["emb"]  # same result: early cutoff
+    r = proj.build("total", "n=4")
+    assert (r["built"], r["cached"]) == ([], ["emb"])  # same result: early cutoff
+    assert calls(proj)[10:] == []
+    assert sorted(os.listdir(proj.path("emb"))) == [f"c{i:03d}.json" for i in range(4)]
+    # With the cache emptied, the step reruns, and its recipe skips what is done.
+    assert proj.run("--gc", "0").code == 0
+    os.unlink(proj.path("emb/c002.json"))
+    assert proj.built("total", "n=4") == ["emb"]
     assert calls(proj)[10:] == [2]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_going_back_restores_a_yielding_steps_partitions(proj, jobs):
+    # Each partition is kept in the local cache as it is written (by the build's own
+    # process or a pool worker), so an earlier parameter value brings them all back.
+    proj.write("Datafile", CHUNKS)
+    assert proj.built("total", "-j", jobs) == ["emb", "total"]
+    first = {f: proj.path(f"emb/{f}").read_bytes() for f in os.listdir(proj.path("emb"))}
+    assert proj.built("total", "n=4", "-j", jobs) == ["emb", "total"]
+    assert len(calls(proj)) == 10
+    r = proj.build("total", "-j", jobs)
+    assert (r["built"], r["cached"]) == ([], ["emb", "total"])
+    assert len(calls(proj)) == 10  # no recipe ran
+    assert {f: proj.path(f"emb/{f}").read_bytes() for f in os.listdir(proj.path("emb"))} \
+        == first
+    assert proj.built("total") == []  # recorded as if built
 
 
 def test_sigkill_after_k_partitions_resumes_with_the_rest(proj):

@@ -3,6 +3,7 @@ mode on 127.0.0.1, started by the fixtures; DATAMAKE_TEST_S3_ENDPOINT names anot
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -241,6 +242,54 @@ def test_shared_cache_lets_a_teammate_start_where_the_first_stopped(tmp_path, s3
     # --no-cache ignores the shared cache.
     shutil.rmtree(alice.path(".datamake"))
     assert alice.built("--no-cache") == ["parsed", "scaled", "report"]
+
+
+YIELDING = """
+    cache "s3://{bucket}/team-cache"
+    param n = 5
+    dataset numbers = "numbers.txt"
+    dataset emb = "emb/{{chunk}}.json"
+    dataset total = "out/total.json"
+
+    python:
+        def log(name):
+            with open("calls.log", "a") as f:
+                f.write(name + "\\n")
+
+    all: total
+
+    ## The expensive node: written chunk by chunk.
+    emb: numbers n
+        for i in range(n):
+            log(f"c{{i}}")
+            yield f"c{{i}}", {{"i": i, "x": len(numbers) * i}}
+
+    total: emb
+        log("total")
+        sum(v["x"] for v in emb.values())
+"""
+
+
+def test_a_teammate_starts_where_a_yielding_step_finished(tmp_path, s3):
+    # The partitions of a recipe that yields go to the shared cache under the step's
+    # signature: the second folder fetches them all, runs no recipe, and has the same
+    # bytes; each partition is recorded, so the next build there is a no-op.
+    alice, bob = teammates(tmp_path, YIELDING.format(bucket=s3.bucket), "1 2 3 4\n")
+    assert alice.built() == ["emb", "total"]
+    assert calls(alice) == ["c0", "c1", "c2", "c3", "c4", "total"]
+    doc = bob.build()
+    assert (doc["built"], doc["cached"]) == ([], ["emb", "total"])
+    assert calls(bob) == []
+    names = sorted(os.listdir(alice.path("emb")))
+    assert names == [f"c{i}.json" for i in range(5)] == sorted(os.listdir(bob.path("emb")))
+    for f in names + ["../out/total.json"]:
+        assert bob.path(f"emb/{f}").read_bytes() == alice.path(f"emb/{f}").read_bytes()
+    assert bob.built() == []
+    # Bob's own new value is his to run, then Alice's to fetch.
+    assert bob.built("n=3") == ["emb", "total"]
+    doc = alice.build("n=3")
+    assert (doc["built"], doc["cached"]) == ([], ["emb", "total"])
+    assert sorted(os.listdir(alice.path("emb"))) == [f"c{i}.json" for i in range(3)]
 
 
 def test_a_corrupt_shared_entry_is_never_used(tmp_path, s3):
