@@ -278,10 +278,30 @@ def test_young_stamps_are_trusted_once_old_enough(proj):
     assert proj.built() == []
 
 
+def build_upper(proj, monkeypatch, n: int):
+    """A pattern rule over `n` inputs, built in this process (Project.build)."""
+    import datamake
+
+    proj.write("Datafile", """
+        dataset src = "in/{k}.txt"
+        dataset up = "out/{k}.txt"
+
+        up[k]: src[k]
+            src.upper()
+    """)
+    for k in range(n):
+        proj.write(f"in/{k}.txt", f"text {k}\n")
+    monkeypatch.chdir(proj.root)
+    project = datamake.Project(proj.path("Datafile"))
+    try:
+        return project.build()
+    finally:
+        project.close()
+
+
 def test_a_long_build_folds_its_journal_as_it_goes(proj, monkeypatch):
     # The journal is folded every FOLD_EVERY lines, so memory and the file stay bounded
     # on a build of a hundred thousand partitions; the records are the same.
-    import datamake
     import datamake.state as state_mod
 
     monkeypatch.setattr(state_mod, "FOLD_EVERY", 3)
@@ -293,19 +313,7 @@ def test_a_long_build_folds_its_journal_as_it_goes(proj, monkeypatch):
         real_fold(self)
 
     monkeypatch.setattr(state_mod.State, "fold", fold)
-    proj.write("Datafile", """
-        dataset src = "in/{k}.txt"
-        dataset up = "out/{k}.txt"
-
-        up[k]: src[k]
-            src.upper()
-    """)
-    for k in range(8):
-        proj.write(f"in/{k}.txt", f"text {k}\n")
-    monkeypatch.chdir(proj.root)
-    project = datamake.Project(proj.path("Datafile"))
-    result = project.build()
-    project.close()
+    result = build_upper(proj, monkeypatch, 8)
     assert sorted(result.names("built")) == [f"up[{k}]" for k in range(8)]
     assert [n for n in folds if n] == [3, 3, 2]  # two folds on the way, one at the end
     assert steps_in_db(proj) == [f"up[{k}]" for k in range(8)]
@@ -342,26 +350,11 @@ def test_an_empty_cache_table_seen_before_a_lock_is_asked_again_after(tmp_path):
 def test_a_build_whose_last_step_fills_the_journal_keeps_its_record(proj, monkeypatch):
     # The line that reaches FOLD_EVERY is folded with the others, not left in memory
     # only (it was once: the next build ran that step again, one in every 10,000).
-    import datamake
     import datamake.state as state_mod
 
     monkeypatch.setattr(state_mod, "FOLD_EVERY", 3)
-    proj.write("Datafile", """
-        dataset src = "in/{k}.txt"
-        dataset up = "out/{k}.txt"
-
-        up[k]: src[k]
-            src.upper()
-    """)
-    for k in range(9):
-        proj.write(f"in/{k}.txt", f"text {k}\n")
-    monkeypatch.chdir(proj.root)
-    project = datamake.Project(proj.path("Datafile"))
-    first = project.build()
-    project.close()
+    first = build_upper(proj, monkeypatch, 9)
     assert sorted(first.names("built")) == [f"up[{k}]" for k in range(9)]
     assert steps_in_db(proj) == [f"up[{k}]" for k in range(9)]
-    project = datamake.Project(proj.path("Datafile"))
-    second = project.build()
-    project.close()
+    second = build_upper(proj, monkeypatch, 9)
     assert second.names("built") == [] and len(second.names("fresh")) == 9
