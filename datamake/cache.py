@@ -142,28 +142,55 @@ class SharedCache:
         except Exception as e:
             raise storage_error(f"shared cache `{self.url}`", e) from None
 
-    def fetch(self, digest: str, dest: str) -> bool:
-        """Download object `digest` to `dest` and verify it; False when missing or corrupt."""
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
+    def _object(self, digest: str) -> str:
+        return self._p("objects", digest[:2], digest)
+
+    def fetch(self, wanted: list[tuple[str, str]]) -> bool:
+        """Download objects to local paths, (digest, path) each, all at once where the
+        filesystem can (S3), and verify them; False when one is missing or corrupt."""
+        for _, dest in wanted:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
         try:
-            self.fs.get_file(self._p("objects", digest[:2], digest), dest)
+            self.fs.get([self._object(d) for d, _ in wanted], [dest for _, dest in wanted])
         except FileNotFoundError:
             return False
         except Exception as e:
             raise storage_error(f"shared cache `{self.url}`", e) from None
-        if hash_file(dest) != digest:
-            os.unlink(dest)
-            return False
-        return True
+        return all(os.path.exists(dest) and hash_file(dest) == d for d, dest in wanted)
+
+    def _exist(self, paths: list[str]) -> list[bool]:
+        """Whether each path exists: asked concurrently on an async filesystem (S3), where
+        each is a request."""
+        from fsspec.asyn import AsyncFileSystem, sync
+
+        fs = self.fs
+        if not isinstance(fs, AsyncFileSystem) or len(paths) < 2:
+            return [fs.exists(p) for p in paths]
+
+        async def ask() -> list[bool]:
+            import asyncio
+
+            limit = asyncio.Semaphore(32)
+
+            async def one(p: str) -> bool:
+                async with limit:
+                    return await fs._exists(p)
+
+            return list(await asyncio.gather(*(one(p) for p in paths)))
+
+        return sync(fs.loop, ask)
 
     def put(self, sig: str, outputs: list[tuple[str, str]], files: dict[str, str]) -> None:
-        """Upload the objects (those not there yet), then the entry that names them."""
+        """Upload the objects (those not there yet, all at once where the filesystem
+        can), then the entry that names them."""
         try:
-            for _, digest in outputs:
-                path = self._p("objects", digest[:2], digest)
-                if not self.fs.exists(path):
-                    self._parent(path)
-                    self.fs.put_file(files[digest], path)
+            paths = {d: self._object(d) for _, d in outputs}
+            todo = [d for d, there in zip(paths, self._exist(list(paths.values())))
+                    if not there]
+            for d in todo:
+                self._parent(paths[d])
+            if todo:
+                self.fs.put([files[d] for d in todo], [paths[d] for d in todo])
             entry = {"outputs": outputs, "created": time.time()}
             path = self._p("steps", sig[:2], sig + ".json")
             self._parent(path)
@@ -225,25 +252,26 @@ class Caches:
                      where: list[tuple[str, str | None]]) -> list[Pending] | None:
         """The entry's objects at temporary paths of (dataset, partition key) `where`."""
         cat = self.project.catalog
-        pendings: list[Pending] = []
-        for (name, key), (_, digest) in zip(where, entry.outputs):
-            pend = cat.temp_path(name, key)
-            ok = self.local.materialize(digest, pend.tmp)
-            if not ok and self.shared is not None:
-                try:
-                    ok = self.shared.fetch(digest, pend.tmp)
-                except CatalogError as e:
-                    self.warnings.append(str(e))
-                    ok = False
-                if ok:
-                    self.local.adopt(digest, pend.tmp)
-            if not ok:
-                for p in pendings:
-                    cat.discard(p)
-                if source == "local":
-                    self.project.state.cache_drop(sig)
-                return None
-            pendings.append(pend._replace(digest=digest))
+        pendings = [cat.temp_path(name, key)._replace(digest=digest)
+                    for (name, key), (_, digest) in zip(where, entry.outputs)]
+        # From the local cache first; what it lacks, from the shared one in one go.
+        missing = [p for p in pendings if not self.local.materialize(p.digest, p.tmp)]
+        ok = not missing
+        if missing and self.shared is not None:
+            try:
+                ok = self.shared.fetch([(p.digest, p.tmp) for p in missing])
+            except CatalogError as e:
+                self.warnings.append(str(e))
+                ok = False
+            if ok:
+                for p in missing:
+                    self.local.adopt(p.digest, p.tmp)
+        if not ok:
+            for p in pendings:
+                cat.discard(p)
+            if source == "local":
+                self.project.state.cache_drop(sig)
+            return None
         if source == "shared":
             self.project.state.cache_add(sig, list(entry.outputs), [])
         return pendings

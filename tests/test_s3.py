@@ -290,6 +290,19 @@ def test_a_teammate_starts_where_a_yielding_step_finished(tmp_path, s3):
     doc = alice.build("n=3")
     assert (doc["built"], doc["cached"]) == ([], ["emb", "total"])
     assert sorted(os.listdir(alice.path("emb"))) == [f"c{i}.json" for i in range(3)]
+    # An entry with one of its objects gone is a miss, not a partial restore.
+    from datamake.hashing import hash_bytes
+
+    gone = hash_bytes(alice.path("emb/c1.json").read_bytes())
+    s3.client.delete_object(Bucket=s3.bucket, Key=f"team-cache/objects/{gone[:2]}/{gone}")
+    carol = Proj(tmp_path / "carol")
+    carol.root.mkdir()
+    carol.write("Datafile", YIELDING.format(bucket=s3.bucket))
+    carol.write("numbers.txt", "1 2 3 4\n")
+    doc = carol.build("n=3")
+    assert (doc["built"], doc["cached"]) == (["emb"], ["total"])  # its own entry is whole
+    assert calls(carol) == ["c0", "c1", "c2"]
+    assert os.listdir(carol.path(".datamake/tmp")) == []
 
 
 def test_a_corrupt_shared_entry_is_never_used(tmp_path, s3):
