@@ -17,6 +17,7 @@ recipe runs), never restored.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .catalog import Pending, storage_error
+from .catalog import Pending, folder_digest, storage_error
 from .errors import CatalogError
 from .hashing import hash_file
 
@@ -55,6 +56,23 @@ class Entry(NamedTuple):
     outputs: tuple[tuple[str, str], ...]
 
 
+# A folder output is kept as its files, each an object, and the list of them (path in the
+# folder, digest) as the object named by the folder's digest.
+
+def folder_object(files: list[tuple[str, str]]) -> bytes:
+    return json.dumps({"files": files}).encode()
+
+
+def read_folder_object(data: bytes, digest: str) -> list[tuple[str, str]] | None:
+    """The files a folder object lists, or None when it is not the list of `digest`."""
+    try:
+        files = [(str(rel), str(d)) for rel, d in json.loads(data)["files"]]
+    except (ValueError, KeyError, TypeError):
+        return None
+    unsafe = any(os.path.isabs(rel) or os.path.normpath(rel).startswith("..") for rel, _ in files)
+    return None if unsafe or folder_digest(files) != digest else files
+
+
 class LocalCache:
     """`.datamake/cache`: objects as files, the index in the state database."""
 
@@ -72,10 +90,28 @@ class LocalCache:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
+    def folder(self, digest: str) -> list[tuple[str, str]] | None:
+        """The files of a kept folder, or None (missing, or not its list)."""
+        try:
+            return read_folder_object(self.path(digest).read_bytes(), digest)
+        except OSError:
+            return None
+
     def materialize(self, digest: str, tmp: str) -> bool:
-        """Put a verified copy of object `digest` at `tmp`; False when it is missing or
-        corrupt (then it is dropped from the cache)."""
+        """Put a verified copy of object `digest` at `tmp` (a folder: its files, each
+        verified); False when it is missing or corrupt (then it is dropped)."""
         obj = self.path(digest)
+        if digest.startswith("d:"):
+            files = self.folder(digest)
+            if files is None:
+                obj.unlink(missing_ok=True)
+                return False
+            os.makedirs(tmp, exist_ok=True)
+            if not all(self.materialize(d, os.path.join(tmp, rel)) for rel, d in files):
+                shutil.rmtree(tmp, ignore_errors=True)
+                return False
+            self.state.cache_touch(digest)
+            return True
         if not obj.is_file():
             return False
         if hash_file(str(obj)) != digest:
@@ -87,11 +123,12 @@ class LocalCache:
         return True
 
     def adopt(self, digest: str, path: str) -> None:
-        """Take a verified file (fetched from the shared cache) into the local cache."""
+        """Take a verified file (fetched from the shared cache) into the local cache,
+        moving it there (unless the cache has it already)."""
         obj = self.path(digest)
         if not obj.exists():
             obj.parent.mkdir(parents=True, exist_ok=True)
-            link_or_copy(path, obj)
+            os.replace(path, obj)
             self.state.cache_add(None, [], [(digest, obj.stat().st_size)])
 
     def gc(self, size: int) -> tuple[int, int]:
@@ -158,6 +195,15 @@ class SharedCache:
             raise storage_error(f"shared cache `{self.url}`", e) from None
         return all(os.path.exists(dest) and hash_file(dest) == d for d, dest in wanted)
 
+    def read(self, digest: str) -> bytes | None:
+        """An object's bytes (a folder's list of files), None when missing."""
+        try:
+            return self.fs.cat_file(self._object(digest))
+        except FileNotFoundError:
+            return None
+        except Exception as e:
+            raise storage_error(f"shared cache `{self.url}`", e) from None
+
     def _exist(self, paths: list[str]) -> list[bool]:
         """Whether each path exists: asked concurrently on an async filesystem (S3), where
         each is a request."""
@@ -181,10 +227,10 @@ class SharedCache:
         return sync(fs.loop, ask)
 
     def put(self, sig: str, outputs: list[tuple[str, str]], files: dict[str, str]) -> None:
-        """Upload the objects (those not there yet, all at once where the filesystem
-        can), then the entry that names them."""
+        """Upload the objects, `files` (digest -> local path; those not there yet, all at
+        once where the filesystem can), then the entry naming the outputs."""
         try:
-            paths = {d: self._object(d) for _, d in outputs}
+            paths = {d: self._object(d) for d in files}
             todo = [d for d, there in zip(paths, self._exist(list(paths.values())))
                     if not there]
             for d in todo:
@@ -254,18 +300,16 @@ class Caches:
         cat = self.project.catalog
         pendings = [cat.temp_path(name, key)._replace(digest=digest)
                     for (name, key), (_, digest) in zip(where, entry.outputs)]
-        # From the local cache first; what it lacks, from the shared one in one go.
+        # From the local cache first; what it lacks, brought there from the shared one.
         missing = [p for p in pendings if not self.local.materialize(p.digest, p.tmp)]
         ok = not missing
         if missing and self.shared is not None:
             try:
-                ok = self.shared.fetch([(p.digest, p.tmp) for p in missing])
+                ok = self._fetch([p.digest for p in missing]) and all(
+                    self.local.materialize(p.digest, p.tmp) for p in missing)
             except CatalogError as e:
                 self.warnings.append(str(e))
                 ok = False
-            if ok:
-                for p in missing:
-                    self.local.adopt(p.digest, p.tmp)
         if not ok:
             for p in pendings:
                 cat.discard(p)
@@ -276,17 +320,59 @@ class Caches:
             self.project.state.cache_add(sig, list(entry.outputs), [])
         return pendings
 
+    def _fetch(self, digests: list[str]) -> bool:
+        """Bring objects from the shared cache into the local one, verified (a folder:
+        its list of files, then the files it lacks); False when one is missing or bad."""
+        assert self.shared is not None
+        files = {d for d in digests if not d.startswith("d:")}
+        for d in digests:
+            if d.startswith("d:") and self.local.folder(d) is None:
+                data = self.shared.read(d)
+                listed = None if data is None else read_folder_object(data, d)
+                if listed is None:
+                    return False
+                self._take(d, data)
+                files.update(fd for _, fd in listed)
+            elif d.startswith("d:"):
+                files.update(fd for _, fd in self.local.folder(d) or ())
+        files = {d for d in files if not self.local.has(d)}
+        incoming = {d: str(self.local.dir / f".{d}.{os.getpid()}.incoming") for d in files}
+        try:
+            if incoming and not self.shared.fetch(list(incoming.items())):
+                return False
+            for d, path in incoming.items():
+                self.local.adopt(d, path)
+        finally:
+            for path in incoming.values():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        return True
+
+    def _take(self, digest: str, data: bytes) -> None:
+        """A verified folder list into the local cache."""
+        self.local.dir.mkdir(parents=True, exist_ok=True)
+        self.local.path(digest).unlink(missing_ok=True)  # a bad copy, if any
+        tmp = self.local.dir / f".{digest}.{os.getpid()}.incoming"
+        tmp.write_bytes(data)
+        self.local.adopt(digest, str(tmp))
+
     def share(self, sig: str, node: Any, pendings: list[Pending]) -> None:
         """Upload a built step to the shared cache (from the local cache's copies)."""
-        if any(p.digest.startswith("d:") for p in pendings):
-            return
         self.share_outputs(sig, [(n, p.digest) for n, p in zip(node.outputs, pendings)])
 
     def share_outputs(self, sig: str, outputs: list[tuple[str, str]]) -> None:
-        """Upload (name, digest) outputs kept in the local cache, under `sig`."""
+        """Upload (name, digest) outputs kept in the local cache, under `sig` (a folder:
+        its list of files and the files)."""
         if self.shared is None:
             return
-        files = {d: str(self.local.path(d)) for _, d in outputs}
+        files = {}
+        for _, d in outputs:
+            files[d] = str(self.local.path(d))
+            if d.startswith("d:"):
+                listed = self.local.folder(d)
+                if listed is None:
+                    return
+                files.update((fd, str(self.local.path(fd))) for _, fd in listed)
         if not all(os.path.exists(f) for f in files.values()):
             return
         try:

@@ -99,13 +99,24 @@ def local_digest(path: str) -> str:
         return hash_file(path)  # a file, nearly always: no stat to ask first
     except IsADirectoryError:
         pass
-    parts = []
+    return folder_digest(folder_files(path))
+
+
+def folder_files(path: str) -> list[tuple[str, str]]:
+    """(path inside the folder, content digest) of each file under a folder, in a
+    fixed order (empty folders are not part of it)."""
+    out = []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames.sort()
         for fn in sorted(filenames):
             p = os.path.join(dirpath, fn)
-            parts.append(f"{os.path.relpath(p, path)}={hash_file(p)}")
-    return "d:" + hash_parts(*parts)
+            out.append((os.path.relpath(p, path), hash_file(p)))
+    return out
+
+
+def folder_digest(files: list[tuple[str, str]]) -> str:
+    """A folder's digest from its `folder_files`: `d:` and a hash of names and digests."""
+    return "d:" + hash_parts(*(f"{rel}={digest}" for rel, digest in files))
 
 
 class Catalog:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from . import formats
-from .cache import link_or_copy
-from .catalog import Catalog, PartitionMap, Pending
+from .cache import folder_object, link_or_copy
+from .catalog import Catalog, PartitionMap, Pending, folder_digest, folder_files
 from .graph import RuleNode
 from .recipe import Namespace, RecipeFailure, RecipeInfo, failure, make_function, run_shell
 
@@ -100,9 +100,8 @@ def run_job(job: Job, ctx: Context | None = None,
                         job.done, on_partition, job.pins, job.cache_dir)
     kept: list[tuple[str, int]] = []
     try:
-        # A folder's digest starts with "d:": folders are not kept in the local cache.
-        if job.cache_dir and pendings and not any(p.digest.startswith("d:") for p in pendings):
-            kept = [keep(p, job.cache_dir) for p in pendings]
+        if job.cache_dir and pendings:
+            kept = [k for p in pendings for k in keep(p, job.cache_dir)]
         res = commit(ctx.catalog, pendings, job.key, time.perf_counter() - t0)
     except BaseException:
         for p in pendings:
@@ -111,20 +110,37 @@ def run_job(job: Job, ctx: Context | None = None,
     return JobResult(res, tuple(pendings), tuple(kept))
 
 
-def keep(p: Pending, cache_dir: str) -> tuple[str, int]:
-    """Link a written output into the local cache (before it is committed): (its
-    digest, its size)."""
+def keep(p: Pending, cache_dir: str) -> list[tuple[str, int]]:
+    """Link a written output into the local cache (before it is committed): (digest,
+    size) of each object kept. A folder is kept as its files and the list of them (the
+    object named by the folder's digest)."""
+    if not p.digest.startswith("d:"):
+        return [_keep_file(p.tmp, p.digest, cache_dir)]
+    files = folder_files(p.tmp)
+    if folder_digest(files) != p.digest:
+        return []  # changed since it was sealed: not kept (a restore then misses)
+    kept = [_keep_file(os.path.join(p.tmp, rel), d, cache_dir) for rel, d in files]
     obj = os.path.join(cache_dir, p.digest)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{obj}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(folder_object(files))
+    os.replace(tmp, obj)
+    return kept + [(p.digest, os.stat(obj).st_size)]
+
+
+def _keep_file(path: str, digest: str, cache_dir: str) -> tuple[str, int]:
+    obj = os.path.join(cache_dir, digest)
     try:
-        os.link(p.tmp, obj)  # atomic: the name appears with its bytes
+        os.link(path, obj)  # atomic: the name appears with its bytes
     except FileExistsError:
         pass  # the same digest: the same bytes, kept already
     except FileNotFoundError:  # the cache's first object
         os.makedirs(cache_dir, exist_ok=True)
-        link_or_copy(p.tmp, obj)
+        link_or_copy(path, obj)
     except OSError:  # no hard links here (another filesystem): copy
-        link_or_copy(p.tmp, obj)
-    return p.digest, os.stat(obj).st_size
+        link_or_copy(path, obj)
+    return digest, os.stat(obj).st_size
 
 
 def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
@@ -269,7 +285,7 @@ def _drain(gen: Any, node: RuleNode, step: str, ctx: "Context", redirect: Any,
         pending = cat.write(out, value, key)
         del item, value
         try:
-            if cache_dir and not pending.digest.startswith("d:"):
+            if cache_dir:
                 keep(pending, cache_dir)
             stamp = cat.commit(pending, key)
         except BaseException:

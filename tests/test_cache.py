@@ -56,6 +56,61 @@ def test_switching_a_parameter_back_restores_without_running(nums):
     assert json.loads(nums.read("out/scaled.json")) == [2, 4, 6]
 
 
+MODEL = """
+    param k = 2
+    dataset model = "out/model" as path
+
+    python:
+        import os
+
+        def log(name):
+            with open("calls.log", "a") as f:
+                f.write(name + "\\n")
+
+    ## A model saved as a folder, as training libraries do.
+    model: k
+        log("model")
+        os.makedirs(f"{model}/weights")
+        with open(f"{model}/config.json", "w") as f:
+            f.write(str(k))
+        with open(f"{model}/weights/w.bin", "wb") as f:
+            f.write(bytes([k]) * 1000)
+        with open(f"{model}/weights/same.bin", "wb") as f:
+            f.write(bytes([k]) * 1000)  # the same bytes twice: one object
+"""
+
+
+def folder(proj, rel):
+    root = proj.path(rel)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_switching_back_restores_a_folder_output(proj):
+    # A folder output is kept as its files and the list of them: going back brings the
+    # folder back, whole, without running its recipe.
+    proj.write("Datafile", MODEL)
+    assert proj.built() == ["model"]
+    first = folder(proj, "out/model")
+    assert sorted(first) == ["config.json", "weights/same.bin", "weights/w.bin"]
+    assert proj.built("k=3") == ["model"]
+    assert folder(proj, "out/model")["config.json"] == b"3"
+    doc = proj.build()
+    assert (doc["built"], doc["cached"]) == ([], ["model"])
+    assert calls(proj) == ["model", "model"]
+    assert folder(proj, "out/model") == first
+    assert proj.built() == []
+    # A file of it damaged in the cache: never restored, the recipe runs.
+    from datamake.hashing import hash_bytes
+
+    obj = proj.path(f".datamake/cache/objects/{hash_bytes(bytes([3]) * 1000)}")
+    obj.chmod(0o644)
+    obj.write_bytes(b"garbage")
+    doc = proj.build("k=3")
+    assert (doc["built"], doc["cached"]) == (["model"], [])
+    assert folder(proj, "out/model")["weights/w.bin"] == bytes([3]) * 1000
+
+
 def test_gc_trims_the_cache_and_going_back_then_runs(nums):
     assert nums.built("k=2") == ["scaled", "report"]
     r = nums.run("--gc", "1")

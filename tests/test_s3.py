@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from conftest import Proj, clean_env
+from test_cache import MODEL, folder
 
 PIPE = """
     dataset raw    = "s3://{bucket}/raw/numbers.txt"
@@ -303,6 +304,21 @@ def test_a_teammate_starts_where_a_yielding_step_finished(tmp_path, s3):
     assert (doc["built"], doc["cached"]) == (["emb"], ["total"])  # its own entry is whole
     assert calls(carol) == ["c0", "c1", "c2"]
     assert os.listdir(carol.path(".datamake/tmp")) == []
+
+
+def test_a_teammate_gets_a_folder_output_from_the_shared_cache(tmp_path, s3):
+    # A folder output goes to the shared cache as its files and the list of them; the
+    # second folder gets the same files (subfolders included) and runs no recipe.
+    datafile = f'    cache "s3://{s3.bucket}/team-cache"\n' + MODEL
+    alice, bob = teammates(tmp_path, datafile, "")
+    assert alice.built() == ["model"]
+    doc = bob.build()
+    assert (doc["built"], doc["cached"]) == ([], ["model"])
+    assert calls(bob) == []
+    assert folder(bob, "out/model") == folder(alice, "out/model")
+    assert sorted(folder(bob, "out/model")) == ["config.json", "weights/same.bin",
+                                                 "weights/w.bin"]
+    assert bob.built() == []
 
 
 def test_a_corrupt_shared_entry_is_never_used(tmp_path, s3):
