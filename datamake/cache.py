@@ -356,10 +356,6 @@ class Caches:
         tmp.write_bytes(data)
         self.local.adopt(digest, str(tmp))
 
-    def share(self, sig: str, node: Any, pendings: list[Pending]) -> None:
-        """Upload a built step to the shared cache (from the local cache's copies)."""
-        self.share_outputs(sig, [(n, p.digest) for n, p in zip(node.outputs, pendings)])
-
     def share_outputs(self, sig: str, outputs: list[tuple[str, str]]) -> None:
         """Upload (name, digest) outputs kept in the local cache, under `sig` (a folder:
         its list of files and the files)."""
