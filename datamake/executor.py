@@ -518,10 +518,10 @@ class _Build:
             # What every step of a rule shares (a pattern rule has thousands).
             names = list(node.inputs) + list(node.outputs)
             recipe = project.recipes[node.name]
-            # Other Datafiles (includes) whose rules write its inputs: their classes
-            # are in their own modules, which must exist before a pickle of one loads.
-            scopes = {project.recipes[p].scope for p in
-                      filter(None, (self.graph.producer.get(n) for n in node.inputs))}
+            # Other Datafiles (includes) whose rules write its pickled inputs: their
+            # classes are in their own modules, which must exist before a pickle loads.
+            scopes = {project.recipes[self.graph.producer[n]].scope for n in node.inputs
+                      if n in self.graph.producer and self.catalog.format_of(n) == "pickle"}
             others = tuple((s, module_name(s, self._root), project.python_blocks(s),
                             str(project.scope_folder(s)))
                            for s in sorted(scopes - {recipe.scope}))

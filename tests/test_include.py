@@ -162,3 +162,30 @@ def test_values_of_an_included_files_classes_load_from_python(proj, monkeypatch)
         assert p.load("sub.made").kind() == "a box from the included file"
     finally:
         p.close()
+
+
+def test_a_reader_of_an_included_files_json_does_not_run_its_python_block(proj):
+    # Only pickles need another file's classes: a JSON input is read as it is, and the
+    # other file's block (here: a marker, standing for heavy imports) does not run.
+    proj.write("sub/Datafile", """
+        dataset numbers = "numbers.json"
+
+        python:
+            open("sub-block-ran", "w").close()
+
+        numbers:
+            [1, 2, 3]
+    """)
+    proj.write("Datafile", """
+        include "sub/Datafile" as sub
+
+        dataset total = "total.json"
+
+        total: sub.numbers
+            sum(numbers)
+    """)
+    assert proj.built() == ["sub.numbers", "total"]
+    proj.path("sub-block-ran").unlink()
+    assert proj.built("--force", "total") == ["total"]
+    assert json.loads(proj.read("total.json")) == 6
+    assert not proj.path("sub-block-ran").exists()
