@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .catalog import Pending, folder_digest, storage_error
+from .catalog import TMP_DIR, Pending, folder_digest, storage_error
 from .errors import CatalogError
 from .hashing import hash_file
 
@@ -336,7 +336,7 @@ class Caches:
             elif d.startswith("d:"):
                 files.update(fd for _, fd in self.local.folder(d) or ())
         files = {d for d in files if not self.local.has(d)}
-        incoming = {d: str(self.local.dir / f".{d}.{os.getpid()}.incoming") for d in files}
+        incoming = {d: self._incoming(d) for d in files}
         try:
             if incoming and not self.shared.fetch(list(incoming.items())):
                 return False
@@ -348,13 +348,20 @@ class Caches:
                     os.unlink(path)
         return True
 
+    def _incoming(self, digest: str) -> str:
+        # In .datamake/tmp, which a build started after a kill empties; on the cache's
+        # filesystem, so that taking a file in is a rename.
+        return os.path.join(self.project.root, TMP_DIR, f"{os.getpid()}-incoming-{digest}")
+
     def _take(self, digest: str, data: bytes) -> None:
         """A verified folder list into the local cache."""
         self.local.dir.mkdir(parents=True, exist_ok=True)
         self.local.path(digest).unlink(missing_ok=True)  # a bad copy, if any
-        tmp = self.local.dir / f".{digest}.{os.getpid()}.incoming"
-        tmp.write_bytes(data)
-        self.local.adopt(digest, str(tmp))
+        tmp = self._incoming(digest)
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        self.local.adopt(digest, tmp)
 
     def share_outputs(self, sig: str, outputs: list[tuple[str, str]]) -> None:
         """Upload (name, digest) outputs kept in the local cache, under `sig` (a folder:
