@@ -264,6 +264,11 @@ class Caches:
         self.local = LocalCache(project.root, project.state)
         self.shared = SharedCache(shared_url) if shared_url else None
         self.warnings: list[str] = []
+        # Uploads to the shared cache run in background threads while the build goes on
+        # (each is a few requests per object, mostly waiting on the network); `close`
+        # waits for them. Two uploads of one object write the same bytes: harmless.
+        self._uploader: Any = None
+        self._uploads: list[Any] = []
 
     def _entry(self, sig: str) -> tuple[Entry | None, str]:
         entry = self.local.get(sig)
@@ -378,7 +383,24 @@ class Caches:
                 files.update((fd, str(self.local.path(fd))) for _, fd in listed)
         if not all(os.path.exists(f) for f in files.values()):
             return
-        try:
-            self.shared.put(sig, outputs, files)
-        except CatalogError as e:
-            self.warnings.append(str(e))
+        if self._uploader is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._uploader = ThreadPoolExecutor(4, thread_name_prefix="datamake-upload")
+        self._uploads.append(self._uploader.submit(self.shared.put, sig, outputs, files))
+
+    def close(self, cancel: bool = False) -> None:
+        """Wait for the uploads under way (or, with `cancel`, for the one running only;
+        an entry is written after its objects, so a cut-off upload leaves no entry)."""
+        if self._uploader is None:
+            return
+        self._uploader.shutdown(wait=True, cancel_futures=cancel)
+        for upload in self._uploads:
+            if upload.cancelled():
+                continue
+            e = upload.exception()
+            if isinstance(e, CatalogError):
+                self.warnings.append(str(e))
+            elif e is not None:
+                self.warnings.append(f"shared cache: {type(e).__name__}: {e}")
+        self._uploader, self._uploads = None, []

@@ -121,6 +121,7 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
                     run.restamp()
             with contextlib.suppress(Exception):
                 state.end_run(status)
+            run.caches.close(cancel=result.interrupted)
             for w in run.caches.warnings:
                 reporter.note(f"warning: {w}")
             with contextlib.suppress(Exception):
