@@ -39,24 +39,32 @@ class Requests(logging.Handler):
                 return
 
 
+def moto(verbose: bool = False):
+    """moto's S3 server on 127.0.0.1 (a free port), and an environment pointing at it
+    (for `datamake` subprocesses: `.pyc` caches allowed, as on a user's machine)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=verbose)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = dict(os.environ, AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench",
+               AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return server, env
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
 
-    from moto.server import ThreadedMotoServer
     import boto3
 
     counter = Requests()
     logging.getLogger("werkzeug").addHandler(counter)
     logging.getLogger("werkzeug").setLevel(logging.INFO)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=True)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = dict(os.environ, AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench",
-               AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    server, env = moto(verbose=True)
     bucket = f"dm-bench-{uuid.uuid4().hex[:8]}"
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
                       aws_secret_access_key="bench", region_name="us-east-1")

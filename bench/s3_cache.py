@@ -50,18 +50,14 @@ def main() -> None:
     import logging
 
     import boto3
-    from moto.server import ThreadedMotoServer
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from s3 import moto
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = dict(os.environ, AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="x",
-               AWS_SECRET_ACCESS_KEY="y", AWS_DEFAULT_REGION="us-east-1")
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="x",
-                 aws_secret_access_key="y", region_name="us-east-1"
+    server, env = moto()
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
+                 aws_secret_access_key="bench", region_name="us-east-1"
                  ).create_bucket(Bucket="dm-bench-cache")
     root = tempfile.mkdtemp()
     try:
