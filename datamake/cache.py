@@ -331,15 +331,16 @@ class Caches:
         assert self.shared is not None
         files = {d for d in digests if not d.startswith("d:")}
         for d in digests:
-            if d.startswith("d:") and self.local.folder(d) is None:
+            if not d.startswith("d:"):
+                continue
+            listed = self.local.folder(d)
+            if listed is None:  # the folder's list too comes from the shared cache
                 data = self.shared.read(d)
                 listed = None if data is None else read_folder_object(data, d)
                 if listed is None:
                     return False
                 self._take(d, data)
-                files.update(fd for _, fd in listed)
-            elif d.startswith("d:"):
-                files.update(fd for _, fd in self.local.folder(d) or ())
+            files.update(fd for _, fd in listed)
         files = {d for d in files if not self.local.has(d)}
         incoming = {d: self._incoming(d) for d in files}
         try:

@@ -415,24 +415,16 @@ class _Build:
         node = rr.node
         out = node.outputs[0]
         self.prepare_yielding(node, verdict)  # partitions of other signatures go
-        v = verdict
-        state = self.project.state
         i = 0
         try:
             for i, (key, pending) in enumerate(parts):
                 stamp = self.catalog.commit(pending, key)
-                node_name = f"{out}[{key}]"
-                state.record_step(StepRecord(node_name, v.sig or "", v.code_fp, v.params_fp,
-                                             v.inputs_fp or "", (pending.final,),
-                                             (stable(stamp),), (pending.digest,), {},
-                                             time.time(), 0.0), status=None)
-                if stable(stamp) != stamp:
-                    self.young.append((node_name, (pending.final,), (stamp,)))
+                self.record_partition(verdict, out, key, pending.final, stamp, pending.digest)
         except BaseException:
             for _, pending in parts[i:]:
                 self.catalog.discard(pending)
             raise
-        whole = self.planner.whole(self._recorded_parts(out, v.sig)) or ""
+        whole = self.planner.whole(self._recorded_parts(out, verdict.sig)) or ""
         res = StepResult((self.catalog.location(out).url,), ("",), (whole,),
                          time.perf_counter() - t)
         self.record(node, step, verdict, digests, res, "cached")
@@ -584,20 +576,24 @@ class _Build:
 
     def drain_partitions(self, events: list[tuple[str, str, str, str, str]]) -> None:
         """Record the partitions yielding recipes wrote, the moment they are reported."""
-        state = self.project.state
         for step, key, path, stamp, digest in events:
             task = self.running.get(step)
             if task is None:
                 continue
-            v = task.verdict
             out = task.node.outputs[0]
-            node = f"{out}[{key}]"
-            state.record_step(StepRecord(node, v.sig or "", v.code_fp, v.params_fp,
-                                         v.inputs_fp or "", (path,), (stable(stamp),),
-                                         (digest,), {}, time.time(), 0.0), status=None)
-            if stable(stamp) != stamp:
-                self.young.append((node, (path,), (stamp,)))
-            self.reporter.step_progress(step, len(self._recorded_keys(out, v.sig)), None)
+            self.record_partition(task.verdict, out, key, path, stamp, digest)
+            self.reporter.step_progress(step, len(self._recorded_keys(out, task.verdict.sig)),
+                                        None)
+
+    def record_partition(self, v: Verdict, out: str, key: str, path: str, stamp: str,
+                         digest: str) -> None:
+        """Record one partition a yielding step wrote (or a cache restored) at once."""
+        node = f"{out}[{key}]"
+        self.project.state.record_step(StepRecord(
+            node, v.sig or "", v.code_fp, v.params_fp, v.inputs_fp or "", (path,),
+            (stable(stamp),), (digest,), {}, time.time(), 0.0), status=None)
+        if stable(stamp) != stamp:
+            self.young.append((node, (path,), (stamp,)))
 
     def finish(self, task: _Task, outcome: JobResult | BaseException) -> None:
         """Record a step that came back from the runner."""
