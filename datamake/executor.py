@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from .cache import Caches, limit as cache_limit
 from .catalog import clean_temps, local_stamp, stable
-from .errors import CatalogError
+from .errors import CatalogError, UsageError
 from .graph import RuleNode
 from .hashing import hash_text
 from .planner import Planner, Reason, Verdict
@@ -92,7 +92,7 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
     # anything runs); started on the first stale step (a no-op starts no cluster).
     factory = None if dry_run else runner_factory(project, rules, jobs, executor)
     run = _Build(project, planner, reporter, result, dry_run, keep_going,
-                 Caches(project, shared), factory)
+                 Caches(project, shared), factory, graph.partial(targets))
     if not dry_run:
         state.lock(reporter.waiting_for_lock)
         clean_temps(project.root)
@@ -106,6 +106,9 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
     except KeyboardInterrupt:
         result.interrupted = True
         status = "interrupted"
+        raise
+    except UsageError:  # a `name[key]` target with no such partition
+        status = "failed"
         raise
     finally:
         if run.started is not None:
@@ -160,8 +163,9 @@ class _Build:
 
     def __init__(self, project: "Project", planner: Planner, reporter: "Reporter",
                  result: BuildResult, dry_run: bool, keep_going: bool, caches: Caches,
-                 factory: "Callable[[], Runner] | None"):
+                 factory: "Callable[[], Runner] | None", only: dict[str, set[str]]):
         self.project = project
+        self.only = only  # pattern rules asked for some partitions only: rule -> keys
         self.keep_going = keep_going
         self.caches = caches
         self.factory = factory
@@ -334,6 +338,9 @@ class _Build:
                 for n in keyed:
                     ks = set(self.keys_of(n))
                     keys = ks if keys is None else keys & ks
+                asked = self.only.get(node.name)
+                if asked is not None:
+                    keys = self.asked_keys(node, keys or set(), asked)
                 rr = self.rules[node.name] = _RuleRun(node, keys or set())
                 whole = {i: self.digest_of(node, i, None) for i, k in enumerate(node.keys) if not k}
                 # Per input, where its partitions' digests are: one dict each.
@@ -372,6 +379,21 @@ class _Build:
             return
         if rr.outstanding == 0:
             self.end_rule(rr)
+
+    def asked_keys(self, node: RuleNode, keys: set[str], asked: set[str]) -> set[str]:
+        """The partitions asked of a pattern rule (a `name[key]` target, or what one
+        needs), all of which its inputs must have. Raises UsageError."""
+        for key in sorted(asked - keys):
+            name = next(n for n, k in zip(node.inputs, node.keys)
+                        if k and key not in set(self.keys_of(n)))
+            if name in self.graph.producer:
+                where = f"rule `{self.graph.producer[name]}` wrote no partition `{key}` of it"
+            else:
+                where = f"`{self.catalog.shown(self.catalog.location(name, key))}` does not exist"
+            raise UsageError(f"no partition `{node.name}[{key}]` to build: its input "
+                             f"`{name}` has no partition `{key}`",
+                             help=f"{where}; `datamake -n {node.name}` lists the partitions")
+        return set(asked)
 
     def step(self, rr: _RuleRun, step: str, key: str | None, digests: list[str | None]) -> None:
         node = rr.node
@@ -460,7 +482,7 @@ class _Build:
     def end_rule(self, rr: _RuleRun) -> None:
         node = rr.node
         if node.key:
-            if rr.ok or self.keep_going:
+            if (rr.ok or self.keep_going) and node.name not in self.only:
                 self._remove_vanished(node, rr.keys or set())
             self.parts.update(rr.parts)
         self.settle_rule(node.name, "ok" if rr.ok else "failed")

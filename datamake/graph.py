@@ -36,6 +36,15 @@ class DatasetInfo(NamedTuple):
 _PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def split_target(target: str) -> tuple[str, str | None]:
+    """A target as (name, partition key): `thumbs[img7]` asks for one partition of the
+    output `thumbs`, `thumbs` for all of it."""
+    if target.endswith("]") and "[" in target:
+        name, _, key = target[:-1].partition("[")
+        return name, key
+    return target, None
+
+
 def placeholders(location: str) -> tuple[str, ...]:
     """The `{name}` placeholders of a location (not `${VAR}`)."""
     return tuple(_PLACEHOLDER.findall(location))
@@ -99,7 +108,7 @@ class Graph:
         if memo is not None:
             return [self.rules[n] for n in memo]
         want: set[str] = set()
-        stack = list(targets)
+        stack = [split_target(t)[0] for t in targets]
         seen: set[str] = set()
         while stack:
             name = stack.pop()
@@ -121,6 +130,36 @@ class Graph:
             out = [r for n, r in self.rules.items() if n in want]
         self._needed[tuple(targets)] = [r.name for r in out]
         return out
+
+    def partial(self, targets: list[str]) -> dict[str, set[str]]:
+        """The pattern rules of which `targets` need only some partitions: rule -> keys.
+
+        `name[key]` asks its pattern rule for one key; a pattern rule asked for some keys
+        asks the pattern rules that write its keyed inputs for the same keys (partitions
+        map one to one). Whatever is read whole, or reached from a whole target, is
+        needed whole and is not in the answer.
+        """
+        keys: dict[str, set[str]] = {}
+        for t in targets:
+            name, key = split_target(t)
+            if key is not None:
+                keys.setdefault(self.producer[name], set()).add(key)
+        if not keys:
+            return {}
+        whole = {r.name for r in self.needed([t for t in targets if split_target(t)[1] is None])}
+        for node in reversed(self.needed(targets)):  # every reader before what it reads
+            ks = keys.get(node.name)
+            if ks is None or node.name in whole:
+                continue
+            for name, k, v in zip(node.inputs, node.keys, node.versions):
+                rule = self.producer.get(name) if v is None else None
+                if rule is None or rule in whole:
+                    continue
+                if k and self.rules[rule].key:
+                    keys.setdefault(rule, set()).update(ks)
+                else:
+                    whole.update(r.name for r in self.needed([name]))
+        return {r: ks for r, ks in keys.items() if r not in whole}
 
 
 def build(df: "model.Datafile") -> tuple[Graph, list[Diagnostic]]:

@@ -336,15 +336,30 @@ class Project:
             return [self.graph.default]
         g = self.graph
         for t in targets:
-            kind = g.kind_of(t)
-            if kind is None:
+            name, key = graph_mod.split_target(t)
+            kind = g.kind_of(name)
+            if kind is None or key == "":
                 raise UsageError(f"no rule or dataset named `{t}`",
-                                 help=did_you_mean(t, list(g.producer) + list(g.aliases)
+                                 help=did_you_mean(name, list(g.producer) + list(g.aliases)
                                                    + list(g.datasets))
                                  or "`datamake --list` shows the targets")
             if kind == "param":
-                raise UsageError(f"`{t}` is a parameter, not something to build",
-                                 help=f"override it with `{t}=VALUE`")
+                raise UsageError(f"`{name}` is a parameter, not something to build",
+                                 help=f"override it with `{name}=VALUE`")
+            if key is not None and kind != "output":
+                raise UsageError(f"`{t}`: no rule writes `{name}`",
+                                 help="it is a source: datamake reads it and never builds it"
+                                 if kind == "dataset" else f"`{name}` is an alias: build `{name}`")
+            if key is not None and g.rules[g.producer[name]].key is None:
+                ds = g.datasets.get(name)
+                if ds is not None and ds.placeholders:
+                    hint = (f"rule `{g.producer[name]}` writes all of `{name}` in one run "
+                            f"(it yields its partitions): build `{name}`")
+                else:
+                    hint = ("one partition is built by itself when a pattern rule writes "
+                            "it (`name[key]: input[key]`)")
+                raise UsageError(f"`{t}`: `{name}` is not the output of a pattern rule",
+                                 help=hint)
         return list(targets)
 
 

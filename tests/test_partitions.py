@@ -129,6 +129,83 @@ def test_several_placeholders(proj):
     assert json.loads(proj.read("totals/2026-01.json")) == {"period": "2026/01", "total": 7}
 
 
+CHAIN = """
+    dataset raw = "raw/{id}.txt"
+    dataset clean = "clean/{id}.txt"
+    dataset upper = "upper/{id}.txt"
+    dataset joined = "out/joined.txt"
+
+    joined: upper
+        "".join(upper[k] for k in sorted(upper))
+
+    clean[id]: raw[id]
+        raw.strip() + "!"
+
+    upper[id]: clean[id]
+        clean.upper()
+"""
+
+
+def test_one_partition_as_a_target(proj):
+    proj.write("Datafile", CHAIN)
+    for k in "abc":
+        proj.write(f"raw/{k}.txt", f" {k} ")
+    # `upper[b]` needs `clean[b]`, nothing else.
+    assert proj.built("upper[b]") == ["clean[b]", "upper[b]"]
+    assert os.listdir(proj.path("upper")) == ["b.txt"]
+    assert proj.read("upper/b.txt") == "B!"
+    assert proj.built("upper[b]") == []
+    assert proj.run("-q", "upper[b]").code == 0
+    assert proj.run("-q", "upper[c]").code == 1
+    assert proj.plan("upper[c]") == {
+        "run": ["clean[c]", "upper[c]"], "fresh": [],
+        "reasons": {"clean[c]": [{"code": "no-record", "name": None}],
+                    "upper[c]": [{"code": "no-record", "name": None}]}}
+    assert proj.built("clean[a]", "upper[c]") == ["clean[a]", "clean[c]", "upper[c]"]
+    # The whole output needs every partition: only the one never built runs.
+    assert proj.built("joined") == ["upper[a]", "joined"]
+    assert proj.read("out/joined.txt") == "A!B!C!"
+    # A partition asked for alone never removes the others, even those whose input
+    # is gone; a build of the whole does.
+    os.unlink(proj.path("raw/a.txt"))
+    proj.write("raw/b.txt", "bb")
+    assert proj.built("upper[b]") == ["clean[b]", "upper[b]"]
+    assert sorted(os.listdir(proj.path("upper"))) == ["a.txt", "b.txt", "c.txt"]
+    r = proj.run("--json", "joined")
+    assert r.json["built"] == ["joined"]
+    assert "removed upper[a]: its input partition is gone" in r.err
+    assert sorted(os.listdir(proj.path("upper"))) == ["b.txt", "c.txt"]
+    assert proj.read("out/joined.txt") == "BB!C!"
+    # Asked for whole and in part at once: whole.
+    os.unlink(proj.path("upper/c.txt"))
+    assert proj.plan("upper[b]")["run"] == []
+    assert proj.plan("upper[b]", "upper")["run"] == ["upper[c]"]
+    r = proj.build("upper", "upper[b]")
+    assert (r["built"], r["cached"]) == ([], ["upper[c]"])  # from the local cache
+
+
+def test_partition_target_errors(proj):
+    proj.write("Datafile", CHAIN)
+    proj.write("raw/a.txt", "a")
+    r = proj.run("upper[zz]")
+    assert (r.code, r.out) == (2, "")
+    assert r.err == ("datamake: error: no partition `clean[zz]` to build: its input `raw` "
+                     "has no partition `zz`\n"
+                     "help: `raw/zz.txt` does not exist; `datamake -n clean` lists the "
+                     "partitions\n")
+    assert proj.built() == ["clean[a]", "upper[a]", "joined"]  # nothing was left locked
+    r = proj.run("joined[a]")
+    assert (r.code, r.err) == (2, "datamake: error: `joined[a]`: `joined` is not the output "
+                                  "of a pattern rule\nhelp: one partition is built by itself "
+                                  "when a pattern rule writes it (`name[key]: input[key]`)\n")
+    r = proj.run("raw[a]")
+    assert (r.code, r.err) == (2, "datamake: error: `raw[a]`: no rule writes `raw`\n"
+                                  "help: it is a source: datamake reads it and never builds it\n")
+    r = proj.run("uper[a]")
+    assert (r.code, r.err) == (2, "datamake: error: no rule or dataset named `uper[a]`\n"
+                                  "help: did you mean `upper`?\n")
+
+
 def test_partition_errors_are_static(proj):
     proj.write("Datafile", """
         dataset src = "src/{id}.txt"
