@@ -99,16 +99,19 @@ def _dot(data: dict[str, Any]) -> str:
 
 
 def _mermaid(data: dict[str, Any]) -> str:
+    # Mermaid ids are plain words, and some words (`end`) are its own: every node gets
+    # `n<i>` as its id and its name as its label (`counts[isles]`, `ns.model`).
+    ids = {n["id"]: f"n{i}" for i, n in enumerate(data["nodes"])}
     out = ["flowchart LR"]
     for status, color in COLORS.items():
         out.append(f"  classDef {status} fill:{color},stroke:#555")
     for n in data["nodes"]:
-        label = _label(n).replace("\\n", "<br/>")
+        label = _label(n).replace('"', "#quot;").replace("\\n", "<br/>")
         shape = {"rule": f'["{label}"]', "dataset": f'[("{label}")]',
                  "param": f'{{{{"{label}"}}}}'}[n["kind"]]
-        out.append(f"  {n['id']}{shape}:::{n['status']}")
+        out.append(f"  {ids[n['id']]}{shape}:::{n['status']}")
     for e in data["edges"]:
-        out.append(f"  {e['from']} --> {e['to']}")
+        out.append(f"  {ids[e['from']]} --> {ids[e['to']]}")
     return "\n".join(out)
 
 

@@ -139,3 +139,26 @@ def s3(s3_server, monkeypatch) -> S3:
     client.create_bucket(Bucket=bucket)
     env = dict(s3_server, AWS_MAX_ATTEMPTS="2")
     return S3(env, bucket, client)
+
+
+def mermaid_graph(text: str) -> tuple[dict[str, tuple[str, str]], set[tuple[str, str]]]:
+    """A `--dag --format mermaid` text read back: label -> (shape, status), and the edges
+    between labels. Asserts every id is a plain word (what mermaid accepts)."""
+    import re
+
+    lines = text.splitlines()
+    assert lines[0] == "flowchart LR"
+    label_of, nodes, edges = {}, {}, set()
+    for line in lines[1:]:
+        if line.startswith("  classDef "):
+            continue
+        m = re.fullmatch(r'  (\w+)(\["|\[\("|\{\{")(.*?)("\]|"\)\]|"\}\}):::(\w+)', line)
+        if m:
+            label_of[m.group(1)] = m.group(3)
+            nodes[m.group(3)] = ({'["': "rule", '[("': "dataset", '{{"': "param"}[m.group(2)],
+                                 m.group(5))
+            continue
+        m = re.fullmatch(r"  (\w+) --> (\w+)", line)
+        assert m, f"not a mermaid node or edge: {line!r}"
+        edges.add((label_of[m.group(1)], label_of[m.group(2)]))
+    return nodes, edges

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import clean_env
+from conftest import clean_env, mermaid_graph
 
 WORDS = """
     param top = 2
@@ -355,3 +355,11 @@ def test_partition_names_in_explain_and_dag(books):
     assert ids["counts[b]"] == "stale" and ids["counts[a]"] == "fresh"
     assert {"from": "books[b]", "to": "counts[b]"} in dag["edges"]
     assert {"from": "counts[b]", "to": "table"} in dag["edges"]
+    # Mermaid takes no `[` in an id: names are labels.
+    nodes, edges = mermaid_graph(books.run("--dag", "--format", "mermaid").out)
+    assert nodes["counts[b]"] == ("rule", "stale") and nodes["books[b]"] == ("dataset", "source")
+    assert ("books[b]", "counts[b]") in edges and ("counts[b]", "table") in edges
+    # One partition as the target: its own graph.
+    nodes, edges = mermaid_graph(books.run("--dag", "--format", "mermaid", "counts[b]").out)
+    assert nodes == {"counts[b]": ("rule", "stale"), "books[b]": ("dataset", "source")}
+    assert edges == {("books[b]", "counts[b]")}
