@@ -299,6 +299,9 @@ def _list(project, reporter, as_json: bool) -> int:
         reporter.document({"default": g.default, "targets": [
             {"name": n, "description": d or None, "alias": n in g.aliases} for n, d in rows]})
         return EXIT_OK
+    # A pattern rule is shown with its key (`counts[book]`): one partition is a target too.
+    rows = [(f"{n}[{g.rules[n].key}]" if n in g.rules and g.rules[n].key else n, d)
+            for n, d in rows]
     width = max((len(n) for n, _ in rows), default=0)
     lines = [f"Targets in {project.display} (default: {g.default}):"]
     for n, d in rows:

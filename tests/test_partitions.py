@@ -151,6 +151,8 @@ def test_one_partition_as_a_target(proj):
     for k in "abc":
         proj.write(f"raw/{k}.txt", f" {k} ")
     # `upper[b]` needs `clean[b]`, nothing else.
+    assert proj.run("--list").out == ("Targets in Datafile (default: joined):\n"
+                                      "  joined\n  clean[id]\n  upper[id]\n")
     assert proj.built("upper[b]") == ["clean[b]", "upper[b]"]
     assert os.listdir(proj.path("upper")) == ["b.txt"]
     assert proj.read("upper/b.txt") == "B!"
