@@ -346,10 +346,12 @@ class Project:
             if kind == "param":
                 raise UsageError(f"`{name}` is a parameter, not something to build",
                                  help=f"override it with `{name}=VALUE`")
-            if key is not None and kind != "output":
+            if key is not None and kind == "dataset":
                 raise UsageError(f"`{t}`: no rule writes `{name}`",
-                                 help="it is a source: datamake reads it and never builds it"
-                                 if kind == "dataset" else f"`{name}` is an alias: build `{name}`")
+                                 help="it is a source: datamake reads it and never builds it")
+            if key is not None and kind == "alias":
+                raise UsageError(f"`{t}`: `{name}` is an alias, not a partitioned output",
+                                 help=f"build `{name}`, or one partition of what it names")
             if key is not None and g.rules[g.producer[name]].key is None:
                 ds = g.datasets.get(name)
                 if ds is not None and ds.placeholders:

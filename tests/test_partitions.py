@@ -287,6 +287,37 @@ def test_yielding_recipe_writes_and_records_each_partition(proj):
     assert calls(proj)[10:] == [2]
 
 
+def test_one_partition_of_a_pattern_rule_after_a_yielding_one(proj):
+    proj.write("Datafile", CHUNKS + """
+    dataset norm = "norm/{chunk}.json"
+
+    norm[chunk]: emb[chunk]
+        emb["chunk"] * 10
+
+    everything: total norm
+""")
+    # Which chunks `emb` yields is known once it has run: a dry run cannot tell yet.
+    assert proj.plan("norm[c002]")["run"] == ["emb"]
+    assert proj.built("norm[c002]") == ["emb", "norm[c002]"]
+    assert os.listdir(proj.path("norm")) == ["c002.json"]
+    assert json.loads(proj.read("norm/c002.json")) == 20
+    assert proj.plan("norm[c004]")["run"] == ["norm[c004]"]
+    r = proj.run("norm[c999]")
+    assert (r.code, r.err) == (2, "datamake: error: no partition `norm[c999]` to build: its "
+                                  "input `emb` has no partition `c999`\nhelp: rule `emb` wrote "
+                                  "no partition `c999` of it; `datamake -n norm` lists the "
+                                  "partitions\n")
+    r = proj.run("emb[c001]")
+    assert (r.code, r.err) == (2, "datamake: error: `emb[c001]`: `emb` is not the output of a "
+                                  "pattern rule\nhelp: rule `emb` writes all of `emb` in one "
+                                  "run (it yields its partitions): build `emb`\n")
+    r = proj.run("everything[c001]")
+    assert (r.code, r.err) == (2, "datamake: error: `everything[c001]`: `everything` is an "
+                                  "alias, not a partitioned output\nhelp: build `everything`, "
+                                  "or one partition of what it names\n")
+    assert calls(proj) == list(range(6))  # `emb` ran once
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_going_back_restores_a_yielding_steps_partitions(proj, jobs):
     # Each partition is kept in the local cache as it is written (by the build's own
