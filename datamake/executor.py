@@ -392,7 +392,10 @@ class _Build:
                     continue
                 where = f"rule `{self.graph.producer[name]}` wrote no partition `{key}` of it"
             else:
-                where = f"`{self.catalog.shown(self.catalog.location(name, key))}` does not exist"
+                try:
+                    where = f"`{self.catalog.shown(self.catalog.location(name, key))}` does not exist"
+                except CatalogError as e:  # not a key of this location at all
+                    raise UsageError(f"`{node.name}[{key}]`: {e}", help=e.help) from None
             raise UsageError(f"no partition `{node.name}[{key}]` to build: its input "
                              f"`{name}` has no partition `{key}`",
                              help=f"{where}; `datamake -n {node.name}` lists the partitions")

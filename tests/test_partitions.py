@@ -127,6 +127,12 @@ def test_several_placeholders(proj):
     proj.write("sales/2026/notes.md", "not a partition")
     assert proj.built("totals") == ["totals[2025/12]", "totals[2026/01]"]
     assert json.loads(proj.read("totals/2026-01.json")) == {"period": "2026/01", "total": 7}
+    proj.write("sales/2026/02.txt", "5")
+    assert proj.built("totals[2026/02]") == ["totals[2026/02]"]
+    r = proj.run("totals[2026]")
+    assert (r.code, r.err) == (2, "datamake: error: `totals[2026]`: `2026` is not a partition "
+                                  "key of `sales`\nhelp: its location has 2 placeholder(s); a "
+                                  "key has as many non-empty parts, joined by `/`\n")
 
 
 CHAIN = """
