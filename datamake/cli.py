@@ -100,7 +100,8 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
          diff: str | None, gc_size: str | None, watch: bool, poll: float, as_json: bool,
          quiet: bool, jobs: int, executor: str) -> None:
     """datamake: Make for data. Builds TARGET (default: the first rule) and exactly the
-    stale part of the pipeline it needs."""
+    stale part of the pipeline it needs. A TARGET is a rule's output, an alias, or one
+    partition of a pattern rule's output: 'name[key]'."""
     # Parsing a Datafile allocates hundreds of thousands of objects, nearly all alive
     # until the end: collecting cycles every 700 allocations (the default) only walks
     # them again and again (30 ms of a 1,000-rule clean build). Once per 100,000 is
