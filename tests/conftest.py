@@ -162,3 +162,9 @@ def mermaid_graph(text: str) -> tuple[dict[str, tuple[str, str]], set[tuple[str,
         assert m, f"not a mermaid node or edge: {line!r}"
         edges.add((label_of[m.group(1)], label_of[m.group(2)]))
     return nodes, edges
+
+
+def calls(proj: "Proj") -> list[str]:
+    """The names a Datafile's recipes wrote to `calls.log` (its `log` helper), in order."""
+    p = proj.path("calls.log")
+    return p.read_text().split() if p.exists() else []

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import clean_env
+from conftest import calls, clean_env
 
 DATAFILE = """
     param k = 1
@@ -30,11 +30,6 @@ DATAFILE = """
         log("scaled")
         [int(x) * k for x in numbers.split()]
 """
-
-
-def calls(proj):
-    p = proj.path("calls.log")
-    return p.read_text().split() if p.exists() else []
 
 
 @pytest.fixture

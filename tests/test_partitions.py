@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import clean_env, mermaid_graph
+from conftest import calls as logged, clean_env, mermaid_graph
 
 WORDS = """
     param top = 2
@@ -262,8 +262,7 @@ CHUNKS = """
 
 
 def calls(proj):
-    p = proj.path("calls.log")
-    return [int(x) for x in p.read_text().split()] if p.exists() else []
+    return [int(x) for x in logged(proj)]
 
 
 def test_yielding_recipe_writes_and_records_each_partition(proj):

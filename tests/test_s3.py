@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import Proj, clean_env
+from conftest import Proj, calls, clean_env
 from test_cache import MODEL, folder
 
 PIPE = """
@@ -41,11 +41,6 @@ PIPE = """
         log("loud")
         notes.upper()
 """
-
-
-def calls(proj: Proj) -> list[str]:
-    p = proj.path("calls.log")
-    return p.read_text().split() if p.exists() else []
 
 
 @pytest.fixture

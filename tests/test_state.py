@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import clean_env
+from conftest import calls, clean_env
 
 from datamake.state import SCHEMA_VERSION
 
@@ -40,11 +40,6 @@ SLOW = """
         log("a")
         "a"
 """
-
-
-def calls(proj):
-    p = proj.path("calls.log")
-    return p.read_text().split() if p.exists() else []
 
 
 def start(proj, *args, **env):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import datamake
-from conftest import clean_env
+from conftest import calls as logged, clean_env
 
 DATAFILE = """
     param suffix = "!"
@@ -82,8 +82,7 @@ def watcher(proj):
 
 
 def calls(proj):
-    p = proj.path("calls.log")
-    return len(p.read_text().split()) if p.exists() else 0
+    return len(logged(proj))
 
 
 def test_an_input_edit_rebuilds_quickly(watcher, proj):
