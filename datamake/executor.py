@@ -452,13 +452,19 @@ class _Build:
             for _, pending in parts[i:]:
                 self.catalog.discard(pending)
             raise
-        whole = self.planner.whole(self._recorded_parts(out, verdict.sig)) or ""
-        res = StepResult((self.catalog.location(out).url,), ("",), (whole,),
-                         time.perf_counter() - t)
+        _, res = self.yielded(out, verdict.sig, time.perf_counter() - t)
         self.record(node, step, verdict, digests, res, "cached")
         self.reporter.step_done(step, "cached", res.seconds)
         self.settle(rr, step, None, Outcome("cached", res.digests, res.seconds,
                                             verdict.reasons), verdict)
+
+    def yielded(self, out: str, sig: str | None,
+                seconds: float) -> tuple[dict[str, str | None], StepResult]:
+        """A yielding step's partitions recorded under `sig`, and the step's own result:
+        the partitioned output as one, its digest that of all the partitions."""
+        parts = self._recorded_parts(out, sig)
+        whole = self.planner.whole(parts) or ""
+        return parts, StepResult((self.catalog.location(out).url,), ("",), (whole,), seconds)
 
     def settle(self, rr: _RuleRun, step: str, key: str | None, outcome: Outcome,
                verdict: Verdict) -> None:
@@ -651,9 +657,7 @@ class _Build:
             cached = None
             if node.generator:
                 out = node.outputs[0]
-                parts = self._recorded_parts(out, verdict.sig)
-                whole = self.planner.whole(parts) or ""
-                res = StepResult((self.catalog.location(out).url,), ("",), (whole,), res.seconds)
+                parts, res = self.yielded(out, verdict.sig, res.seconds)
                 cached = self.kept_parts(out, parts) if verdict.sig else None
             try:
                 self.save_versions(node, key, res, verdict.sig)

@@ -346,23 +346,29 @@ class Project:
             if kind == "param":
                 raise UsageError(f"`{name}` is a parameter, not something to build",
                                  help=f"override it with `{name}=VALUE`")
-            if key is not None and kind == "dataset":
-                raise UsageError(f"`{t}`: no rule writes `{name}`",
-                                 help="it is a source: datamake reads it and never builds it")
-            if key is not None and kind == "alias":
-                raise UsageError(f"`{t}`: `{name}` is an alias, not a partitioned output",
-                                 help=f"build `{name}`, or one partition of what it names")
-            if key is not None and g.rules[g.producer[name]].key is None:
-                ds = g.datasets.get(name)
-                if ds is not None and ds.placeholders:
-                    hint = (f"rule `{g.producer[name]}` writes all of `{name}` in one run "
-                            f"(it yields its partitions): build `{name}`")
-                else:
-                    hint = ("one partition is built by itself when a pattern rule writes "
-                            "it (`name[key]: input[key]`)")
-                raise UsageError(f"`{t}`: `{name}` is not the output of a pattern rule",
-                                 help=hint)
+            if key is not None:
+                self._check_partition_target(t, name, kind)
         return list(targets)
+
+    def _check_partition_target(self, target: str, name: str, kind: str) -> None:
+        """`name[key]` names one partition of a pattern rule's output. Raises UsageError."""
+        g = self.graph
+        if kind == "dataset":
+            raise UsageError(f"`{target}`: no rule writes `{name}`",
+                             help="it is a source: datamake reads it and never builds it")
+        if kind == "alias":
+            raise UsageError(f"`{target}`: `{name}` is an alias, not a partitioned output",
+                             help=f"build `{name}`, or one partition of what it names")
+        if g.rules[g.producer[name]].key is None:
+            ds = g.datasets.get(name)
+            if ds is not None and ds.placeholders:
+                hint = (f"rule `{g.producer[name]}` writes all of `{name}` in one run "
+                        f"(it yields its partitions): build `{name}`")
+            else:
+                hint = ("one partition is built by itself when a pattern rule writes "
+                        "it (`name[key]: input[key]`)")
+            raise UsageError(f"`{target}`: `{name}` is not the output of a pattern rule",
+                             help=hint)
 
 
 _GRAPH_FIELDS = vars(graph_mod.Graph()).keys()
