@@ -208,7 +208,7 @@ class Planner:
         cat = self.catalog
         refresh = None
         if key is None and node.generator:
-            reasons.extend(self._partitioned_output(node.outputs[0], rec_sig))
+            reasons.extend(self._partitioned_output(node.outputs[0], rec_sig, rec_digests))
             if sig is not None and sig == rec_sig and not reasons:
                 return Verdict(False, (), sig, code_fp, params_fp, inputs_fp,
                                tuple(rec_digests.split(SEP)), None)
@@ -292,15 +292,21 @@ class Planner:
             return tuple(new_stamps)
         return None
 
-    def _partitioned_output(self, name: str, sig: str) -> list[Reason]:
-        """Check the partitions a yielding step wrote under signature `sig`."""
+    def _partitioned_output(self, name: str, sig: str, whole: str) -> list[Reason]:
+        """Check the partitions a yielding step wrote under signature `sig`: each as
+        recorded, and together the very set the finished step recorded (`whole`, the
+        digest of all of them). A run under another signature drops them and writes its
+        own: if it failed, the set under `sig` is no longer whole, even though the
+        step's record still names `sig`."""
         listed = self.catalog.partitions(name)
         state = self.state
+        parts: dict[str, str] = {}
         for node in state.children(name):
             q = state.quick(node)
             if q is None or q[0] != sig:
                 continue
             key = node[len(name) + 1:-1]
+            parts[key] = q[2]
             now = listed.get(key)
             if now is None:
                 return [Reason("missing-output", name)]
@@ -309,6 +315,8 @@ class Planner:
             if self.catalog.digest(name, key) != q[2]:
                 return [Reason("output-changed", name)]
             self.refreshes.append((node, (stable(now),)))
+        if self.whole(parts) != whole:
+            return [Reason("missing-output", name)]
         return []
 
     def detail(self, node: RuleNode, inputs: list[str]) -> dict[str, Any]:

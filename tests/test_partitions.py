@@ -401,3 +401,49 @@ def test_partition_names_in_explain_and_dag(books):
     nodes, edges = mermaid_graph(books.run("--dag", "--format", "mermaid", "counts[b]").out)
     assert nodes == {"counts[b]": ("rule", "stale"), "books[b]": ("dataset", "source")}
     assert edges == {("books[b]", "counts[b]")}
+
+
+YIELD_ABC = """
+    dataset parts = "parts/{k}.txt"
+    dataset total = "total.txt"
+
+    total: parts
+        "".join(parts[k] for k in sorted(parts))
+
+    parts:
+        for k in "abc":
+            yield k, k.upper()
+"""
+
+
+@pytest.mark.parametrize("cache", ["cache", "no cache"])
+@pytest.mark.parametrize("failure", ["raise", "bad key"])
+def test_a_failed_then_reverted_yielding_recipe_is_stale(proj, failure, cache):
+    # The edited recipe writes `a` with another value, then fails at `b`; reverted, the
+    # recipe's signature is the one of the first, complete build, but what is on disk
+    # is the failed run's `a` alone: the step must run (or be restored), never be
+    # called fresh.
+    proj.write("Datafile", YIELD_ABC)
+    assert proj.built() == ["parts", "total"]
+    assert proj.read("total.txt") == "ABC"
+    bad = ('            if k == "b":\n                raise ValueError("no b")\n'
+           if failure == "raise" else
+           '            if k == "b":\n                yield "../up", "x"\n')
+    proj.write("Datafile", YIELD_ABC.replace('            yield k, k.upper()\n',
+                                             bad + '            yield k, k * 2\n'))
+    assert proj.run().code == 1
+    proj.write("Datafile", YIELD_ABC)
+    assert proj.plan()["reasons"] == {"parts": [{"code": "missing-output", "name": "parts"}],
+                                      "total": [{"code": "upstream", "name": None}]}
+    assert proj.run("-q").code == 1
+    # The first build's partitions come back from the local cache (or, without it, the
+    # recipe runs again, all of it); `total`, built from them, is fresh (early cutoff).
+    if cache == "no cache":
+        assert proj.run("--gc", "0").code == 0
+    r = proj.build()
+    assert (r["built"], r["cached"], r["fresh"]) == (
+        ([], ["parts"], ["total"]) if cache == "cache" else (["parts"], [], ["total"]))
+    assert sorted(os.listdir(proj.path("parts"))) == ["a.txt", "b.txt", "c.txt"]
+    assert proj.read("parts/a.txt") == "A"
+    assert proj.read("total.txt") == "ABC"
+    assert proj.built() == []
