@@ -134,31 +134,117 @@ def shell_commands(recipe: "RecipeInfo | model.Recipe") -> list[tuple[int, str]]
     return out
 
 
-def expand_shell(command: str, values: dict[str, str]) -> str:
-    """`{name}` replaced by the shell-quoted value; `{{` and `}}` by single braces."""
+def shell_env_name(name: str) -> str:
+    """The environment variable through which `{name}` reaches a shell line."""
+    return f"dm_{name}"
+
+
+def expand_shell(command: str, names: "set[str] | dict[str, str]") -> str:
+    """A shell line with each `{name}` (of `names`) replaced by a reference to the
+    environment variable that holds its value (`shell_env_name`), written for the
+    quoting it stands in: `"${dm_x}"` bare, `${dm_x}` inside double quotes, and
+    `'"${dm_x}"'` inside single quotes (close, expand, reopen). `{{` and `}}` give
+    single braces.
+
+    Values never become part of the command's text, so a file name or a partition key
+    such as `$(touch PWNED)` is data wherever the placeholder stands: the shell expands
+    a variable once and never parses what it holds. The quoting is only read to give
+    the right value; if it were misread (a construct this scan does not follow), the
+    result would be a wrong value or a syntax error, never a command from a value.
+    """
+    out: list[str] = []
+    pos = 0
+    for m, where in _placeholders(command):
+        name = m.group(1)
+        if name not in names:
+            continue
+        var = shell_env_name(name)
+        ref = {"plain": f'"${{{var}}}"', "double": f"${{{var}}}",
+               "single": f"'\"${{{var}}}\"'"}[where.rstrip("`")]
+        out.append(_unbrace(command[pos:m.start()]))
+        out.append(ref)
+        pos = m.end()
+    out.append(_unbrace(command[pos:]))
+    return "".join(out)
+
+
+def _unbrace(text: str) -> str:
+    return text.replace("{{", "{").replace("}}", "}")
+
+
+def _placeholders(command: str):
+    """Each `{name}` match of a shell line with its quoting: "plain", "single" or
+    "double". Follows backslashes, quotes, and `$(...)` and backquotes (which start
+    an unquoted context again, even inside double quotes)."""
+    from .parser import _SHELL_REF
+
+    found = {m.start(): m for m in _SHELL_REF.finditer(command)}
+    stack = ["plain"]  # the quoting of each nested command substitution
+    i, n = 0, len(command)
+    while i < n:
+        c = command[i]
+        top = stack[-1]
+        if i in found:
+            m = found[i]
+            yield m, top
+            i = m.end()
+            continue
+        if top == "single":
+            if c == "'":
+                stack.pop()
+        elif c == "\\":
+            i += 1  # the next character is taken as it is
+        elif top == "double":
+            if c == '"':
+                stack.pop()
+            elif command.startswith("$(", i):
+                stack.append("plain")
+                i += 1
+            elif c == "`":
+                stack.append("plain`")
+        else:  # plain, possibly inside $( ) or backquotes
+            if c == "'":
+                stack.append("single")
+            elif c == '"':
+                stack.append("double")
+            elif command.startswith("$(", i):
+                stack.append("plain")
+                i += 1
+            elif c == ")" and len(stack) > 1 and top == "plain":
+                stack.pop()
+            elif c == "`" and top == "plain`":
+                stack.pop()
+            elif c == "`":
+                stack.append("plain`")
+        i += 1
+
+
+def _shown(command: str, values: dict[str, str]) -> str:
+    """A shell line with its values written in, quoted, for messages only."""
     import shlex
 
     from .parser import _SHELL_REF
 
     def sub(m) -> str:
         name = m.group(1)
-        if name in values:
-            return shlex.quote(values[name])
-        return m.group(0)
+        return shlex.quote(values[name]) if name in values else m.group(0)
 
-    out = _SHELL_REF.sub(sub, command)
-    return out.replace("{{", "{").replace("}}", "}")
+    return _unbrace(_SHELL_REF.sub(sub, command))
 
 
 def run_shell(recipe: "RecipeInfo", values: dict[str, str], cwd: Path, filename: str,
               stdout: Any = None) -> None:
-    """Run each `$ ` line with `sh -e`, like Make. Raises RecipeFailure at the failed line."""
+    """Run each `$ ` line with `sh -e`, like Make, `{name}` bound to `values[name]`
+    through the environment (see `expand_shell`). Raises RecipeFailure at the failed
+    line."""
     import subprocess
 
+    env = dict(os.environ)
+    env.update({shell_env_name(k): v for k, v in values.items()})
     for line, cmd in shell_commands(recipe):
         expanded = expand_shell(cmd, values)
         try:
-            proc = subprocess.run(["sh", "-ec", expanded], cwd=cwd, stdout=stdout)
+            proc = subprocess.run(["sh", "-ec", expanded], cwd=cwd, stdout=stdout, env=env)
         except OSError as e:
             raise RecipeFailure(f"{filename}:{line}: cannot run sh: {e}",
                                 f"{filename}:{line}: cannot run sh: {e}\n") from None
@@ -167,7 +253,7 @@ def run_shell(recipe: "RecipeInfo", values: dict[str, str], cwd: Path, filename:
                       else f"exit status {proc.returncode}")
             raise RecipeFailure(f"{filename}:{line}: shell command failed ({status})",
                                 f"  File \"{filename}\", line {line}\n    $ {cmd}\n"
-                                f"shell command failed ({status}): {expanded}\n")
+                                f"shell command failed ({status}): {_shown(cmd, values)}\n")
 
 
 class RecipeInfo(NamedTuple):
