@@ -397,14 +397,14 @@ class Catalog:
         target = f"{folder}/{file_name(new_id(time.time()), digest, sig, ext)}"
         try:
             if loc.local:
+                import shutil
+
                 os.makedirs(folder, exist_ok=True)
                 tmp = f"{target}.{os.getpid()}.tmp"
-                try:
-                    os.link(loc.url, tmp)  # outputs are replaced by rename: safe to share
-                except OSError:
-                    import shutil
-
-                    shutil.copyfile(loc.url, tmp)
+                # A copy, never a hard link: the output may later be edited in place,
+                # and a saved version never changes. Read-only, to say so.
+                shutil.copyfile(loc.url, tmp)
+                os.chmod(tmp, 0o444)
                 os.replace(tmp, target)
             else:
                 self.fs(loc.url).copy(loc.url, target)
@@ -412,19 +412,41 @@ class Catalog:
             raise self._storage_error(loc, e) from None
 
     def load_version(self, name: str, url: str) -> Any:
-        """The value of one saved version of `name`."""
+        """The value of one saved version of `name`, verified (see `read_version`)."""
+        import io
+
         loc = self.location(name)
-        fmt = formats.get(loc.format) if loc.format != formats.PATH else None
-        if fmt is None:
-            return url
+        if loc.format == formats.PATH:
+            return url  # read by the recipe itself
+        data = self.read_version(name, url)
         try:
-            if loc.local:
-                with open(url, "rb") as f:
-                    return fmt.load(f, loc.options)
-            with self.fs(url).open(url, "rb") as f:
-                return fmt.load(f, loc.options)
+            return formats.get(loc.format).load(io.BytesIO(data), loc.options)
         except FormatError as e:
             raise CatalogError(f"dataset `{name}` version `{url}`: {e}") from None
+
+    def read_version(self, name: str, url: str) -> bytes:
+        """The bytes of a saved version of `name`, checked against the content digest
+        its file name records. Raises CatalogError when they differ: a version was
+        edited after it was saved, and is never read as if it were that version."""
+        from .hashing import hash_bytes
+        from .versions import parse
+
+        try:
+            data = self.read_bytes(url)
+        except FileNotFoundError:
+            raise CatalogError(f"version `{url}` of `{name}` is gone") from None
+        except OSError as e:
+            raise storage_error(f"version `{url}` of `{name}`", e) from None
+        v = parse(url.rstrip("/").rpartition("/")[2], url, None)
+        digest = hash_bytes(data)
+        # Versions saved by an older datamake name a digest of another length (another
+        # hash function): they cannot be checked, and are read as they are.
+        if v is not None and len(v.digest) == len(digest) and v.digest != digest:
+            raise CatalogError(f"version {v.id} of `{name}` was changed after it was saved "
+                               f"(its content no longer matches its digest)",
+                               help=f"restore it from a backup, or delete `{url}` to drop it "
+                                    f"from the history")
+        return data
 
     def read_bytes(self, url: str) -> bytes:
         if "://" not in url:

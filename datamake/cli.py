@@ -364,7 +364,8 @@ def _diff(project, name: str, args: list[str], reporter, as_json: bool) -> int:
         raise UsageError(f"`{name}` is {fmt}: --diff compares the metrics of a report (html) "
                          f"or of a json dataset")
     cat = project.catalog
-    table = diff(metrics_of(cat.read_bytes(a.url), fmt), metrics_of(cat.read_bytes(b.url), fmt))
+    table = diff(metrics_of(cat.read_version(name, a.url), fmt),
+                 metrics_of(cat.read_version(name, b.url), fmt))
     if as_json:
         reporter.document({"name": name, "from": a.id, "to": b.id, "metrics": table})
         return EXIT_OK

@@ -161,3 +161,38 @@ def test_versions_history_pins_and_diff(nums):
     """)
     r = nums.run("compare")
     assert r.code == 2 and "`scaled@2026` pins a version, but `scaled` is not versioned" in r.err
+
+
+def test_a_saved_version_never_changes(nums):
+    assert nums.built("k=10") == ["scaled", "report"]
+    hist = nums.run("--history", "report", "--json").json
+    latest = hist[-1]["path"]
+    saved = open(latest, "rb").read()
+    # The output edited in place (not replaced): the saved version keeps its bytes.
+    with open(nums.path("out/report.html"), "r+b") as f:
+        f.seek(0)
+        f.write(b"<!-- edited by hand -->")
+    assert open(latest, "rb").read() == saved
+    assert not os.access(latest, os.W_OK) or os.geteuid() == 0
+    assert oct(os.stat(latest).st_mode & 0o777) == oct(0o444)
+    r = nums.run("--diff", "report", "--json")
+    assert r.code == 0, r.err
+    assert r.json["metrics"]["total"] == {"before": 6, "after": 60, "change": 54,
+                                          "relative": 9.0}
+    # A version edited anyway (a user with the rights to) is never read as that version.
+    os.chmod(latest, 0o644)
+    with open(latest, "r+b") as f:
+        f.write(b"<!-- edited -->")
+    r = nums.run("--diff", "report")
+    assert r.code == 1  # a dataset that cannot be read as what it claims to be
+    assert f"version {hist[-1]['version']} of `report` was changed after it was saved" in r.err
+    assert "Traceback" not in r.err
+    # Nor as a pinned input.
+    nums.write("Datafile", DATAFILE + f"""
+    dataset compare = "out/compare.txt"
+    compare: report@{hist[-1]['version']} as before
+        before[:20]
+    """)
+    r = nums.run("compare", "k=10")
+    assert r.code == 1
+    assert f"version {hist[-1]['version']} of `report` was changed after it was saved" in r.err
