@@ -95,6 +95,9 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
                  Caches(project, shared), factory, graph.partial(targets))
     if not dry_run:
         state.lock(reporter.waiting_for_lock)
+        for w in state.warnings:
+            reporter.note(f"warning: {w}")
+        state.warnings.clear()
         clean_temps(project.root)
         state.begin_run(argv or sys.argv)
     reporter.start(len(rules), dry_run)

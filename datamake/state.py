@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import sqlite3
+import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 from .errors import StateError
 
@@ -69,9 +71,77 @@ CREATE TABLE IF NOT EXISTS run_steps(run INTEGER NOT NULL, node TEXT NOT NULL,
 """
 
 SEP = "\t"
+# What `.datamake/` holds, and whether each is a folder: checked before the state is
+# used, so that a folder where datamake keeps a file (or a file for the whole of
+# `.datamake/`) is one clear error instead of a failure deep in a build.
+LAYOUT = (("state.db", False), ("journal", False), ("lock", False), ("tmp", True),
+          ("data", True), ("cache", True), ("cache/objects", True), ("cache/index", False))
+# The local cache's entries (signature -> outputs), also kept beside its objects, one
+# line each: a new database (state.db deleted, or damaged and set aside) takes them
+# back, so that steps whose outputs the cache holds are restored, not run again.
+CACHE_INDEX = "cache/index"
+DAMAGED = "state.db.damaged"  # where a damaged database is set aside
+
 # Schema versions that _SCHEMA's CREATE IF NOT EXISTS brings up to date (their tables
 # keep their rowid layout, which reads and writes the same).
 _UPGRADABLE = ("1", "2")
+
+
+def check_layout(root: Path) -> None:
+    """`.datamake/` under `root` as datamake keeps it, or not there at all.
+
+    Raises StateError naming what is in the way. Nothing is deleted: `.datamake` may be
+    a file of the user's, and what sits inside it is easy to remove by hand."""
+    top = Path(root) / STATE_DIR
+    try:
+        st = os.stat(top)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise StateError(f"cannot use `{top}`: {e.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateError(f"`{top}` is a file, but datamake keeps its state in a folder of "
+                         f"that name", help="move the file away: the next build starts a "
+                                            "new state there")
+    for name, folder in LAYOUT:
+        try:
+            mode = os.stat(top / name).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise StateError(f"cannot use `{top / name}`: {e.strerror}") from None
+        if stat.S_ISDIR(mode) != folder:
+            what = "a folder" if folder else "a file"
+            raise StateError(
+                f"`{top / name}` is not {what}, as datamake keeps it",
+                help=f"remove it (`rm -r {top / name}`): datamake makes it again, and what "
+                     f"it cannot verify is built again")
+
+
+def is_damage(e: BaseException) -> bool:
+    """Whether an SQLite error says the database file is damaged (not busy, not full)."""
+    code = getattr(e, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    text = str(e)
+    return "malformed" in text or "not a database" in text
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(method: _F) -> _F:
+    """Any SQLite failure of a State method becomes a StateError (never a traceback);
+    a damaged database found while this process holds the build lock is set aside, so
+    the next build starts a new one instead of failing the same way."""
+    @functools.wraps(method)
+    def wrapper(self: "State", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise self._failure(e) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class StepRecord(NamedTuple):
@@ -118,47 +188,117 @@ class State:
         self._pending_texts: dict[str, str] = {}
         self._journal_lines = 0
         self._journal_read = False
+        self.warnings: list[str] = []  # for the build to tell (a damaged state set aside)
+        self._aside = 0  # damaged databases set aside by this object
 
     # -- connection -------------------------------------------------------------------
 
     @property
     def db(self) -> sqlite3.Connection | None:
         if self._db is None:
+            check_layout(self.dir.parent)
             if not self.path.exists():
                 if not self.create:
                     return None
                 self.dir.mkdir(parents=True, exist_ok=True)
             try:
-                db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                     check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("PRAGMA busy_timeout=60000")
-                row = None
-                try:
-                    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                except sqlite3.OperationalError:
-                    pass
-                if row is None:
-                    db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
-                    db.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)",
-                               (str(SCHEMA_VERSION),))
-                elif row[0] in _UPGRADABLE:
-                    # Older states only lack tables: add them, keep every record.
-                    db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
-                    db.execute("UPDATE meta SET value=? WHERE key='schema'",
-                               (str(SCHEMA_VERSION),))
-                elif row[0] != str(SCHEMA_VERSION):
-                    raise StateError(
-                        f"`{self.path}` was written by another version of datamake "
-                        f"(state schema {row[0]}, this one reads {SCHEMA_VERSION})",
-                        help=f"delete `{self.dir}` to start over: the next build rebuilds "
-                             f"what it cannot verify")
+                self._db = self._open()
             except sqlite3.DatabaseError as e:
-                raise StateError(f"cannot use `{self.path}`: {e}",
-                                 help=f"delete `{self.dir}` to start over") from None
-            self._db = db
+                raise self._failure(e) from None
         return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=60000")
+            row = None
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            except sqlite3.OperationalError:
+                pass
+            if row is None:
+                db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+                db.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)",
+                           (str(SCHEMA_VERSION),))
+                self._reindex(db)
+            elif row[0] in _UPGRADABLE:
+                # Older states only lack tables: add them, keep every record.
+                db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+                db.execute("UPDATE meta SET value=? WHERE key='schema'",
+                           (str(SCHEMA_VERSION),))
+            elif row[0] != str(SCHEMA_VERSION):
+                raise StateError(
+                    f"`{self.path}` was written by another version of datamake "
+                    f"(state schema {row[0]}, this one reads {SCHEMA_VERSION})",
+                    help=f"delete `{self.dir}` to start over: the next build rebuilds "
+                         f"what it cannot verify")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _failure(self, e: sqlite3.DatabaseError) -> StateError:
+        """What to tell of an SQLite error; a damaged database is set aside first when
+        this process holds the lock (no other process is using it then)."""
+        if not is_damage(e):
+            return StateError(f"cannot use `{self.path}`: {e}",
+                              help=f"delete `{self.dir}` to start over: the next build "
+                                   f"rebuilds what it cannot verify")
+        if self._lock_fd is not None:
+            self._set_aside()
+            return StateError(f"`{self.path}` is damaged ({e}): it is set aside as "
+                              f"`{self.dir / DAMAGED}`",
+                              help="run the build again: it starts a new state, restoring "
+                                   "from the cache or rebuilding what it cannot verify")
+        return StateError(f"`{self.path}` is damaged ({e})",
+                          help="run a build: it sets the damaged database aside and starts "
+                               "a new state, restoring from the cache or rebuilding what it "
+                               "cannot verify")
+
+    def _set_aside(self) -> None:
+        """Move a damaged database (and its WAL files) out of the way; forget what was
+        read from it. The journal stays: its records are this state's latest."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        self._aside += 1
+        self._tx = False
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{self.dir / DAMAGED}{suffix}")
+        self._rows = self._children = None
+        self._no_cached_steps = None
+        self._texts_known.clear()
+
+    def _probe(self) -> None:
+        """Read what every build reads (the step records, the source memo, the cache
+        index) under the lock: a damaged database is found here, set aside, and the
+        build goes on with a new one (and says so), rather than failing midway."""
+        aside = self._aside
+        try:
+            db = self.db
+            if db is None:
+                return
+            self._all_rows()  # the planner's read of every record, done now
+            for table in ("files", "cache_steps", "cache_objects", "texts"):
+                db.execute(f"SELECT count(*) FROM {table}").fetchone()
+        except StateError:
+            if self._aside == aside:  # not a damaged database: nothing set aside
+                raise
+        except sqlite3.DatabaseError as e:
+            if not is_damage(e):
+                raise self._failure(e) from None
+            self._set_aside()
+        else:
+            return
+        self.warnings.append(f"`{self.path}` was damaged: it is set aside as "
+                             f"`{self.dir / DAMAGED}`, and this build starts a new state "
+                             f"(restoring from the cache, or rebuilding, what it cannot "
+                             f"verify)")
 
     def close(self) -> None:
         self.unlock()
@@ -202,6 +342,7 @@ class State:
         if urgent:
             self.flush()
 
+    @_guarded
     def flush(self) -> None:
         """Commit what is written."""
         if self._tx and self._db is not None:
@@ -211,9 +352,14 @@ class State:
     # -- the build lock ---------------------------------------------------------------
 
     def lock(self, on_wait: Callable[[int | None], None] | None = None) -> None:
-        """Take the exclusive build lock, waiting (and saying so) if another run holds it."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the exclusive build lock, waiting (and saying so) if another run holds it.
+        Raises StateError when `.datamake/` cannot be used."""
+        check_layout(self.dir.parent)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StateError(f"cannot use `{self.dir / 'lock'}`: {e.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -236,19 +382,23 @@ class State:
         self._pending_cache.clear()
         self._journal_lines = 0
         self._journal_read = False
-        self._read_journal()
-        if not self._journal_lines:
-            # Nothing in it to trust (or nothing at all): start it afresh, so that what
-            # this build appends is not read after a torn or foreign first line.
-            self._empty_journal()
-        else:
-            try:
+        try:
+            self._probe()
+            self._read_journal()
+            if not self._journal_lines:
+                # Nothing in it to trust (or nothing at all): start it afresh, so that
+                # what this build appends is not read after a torn or foreign first line.
+                self._empty_journal()
+            else:
                 self.fold()
-            except sqlite3.Error as e:
-                os.close(fd)  # no build on a state it cannot read: let go of the lock
-                self._lock_fd = None
-                raise StateError(f"cannot use `{self.path}`: {e}",
-                                 help=f"delete `{self.dir}` to start over") from None
+        except BaseException as e:
+            # No build on a state it cannot read: let go of the lock.
+            failure = self._failure(e) if isinstance(e, sqlite3.DatabaseError) else e
+            os.close(fd)
+            self._lock_fd = None
+            if failure is e:
+                raise
+            raise failure from None
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -340,6 +490,7 @@ class State:
                 break  # torn by a crash (or not ours): what follows is not trusted
             self._journal_lines += 1
 
+    @_guarded
     def fold(self) -> None:
         """Move the journal into the database in one transaction, then empty it."""
         if not self._journal_lines or self._lock_fd is None:
@@ -365,6 +516,7 @@ class State:
         db.execute("COMMIT")
         if self._pending_cache:
             self._no_cached_steps = False
+            self._index([(sig, o, sizes) for sig, (o, sizes, _) in self._pending_cache.items()])
         # Committed: a crash from here on at worst folds the same lines again.
         self._empty_journal()
         self._texts_known.update(self._pending_texts)
@@ -375,6 +527,7 @@ class State:
 
     # -- steps ------------------------------------------------------------------------
 
+    @_guarded
     def _all_rows(self) -> dict[str, tuple]:
         if self._rows is None:
             db = self.db
@@ -393,6 +546,7 @@ class State:
         rows = self._rows
         return (rows if rows is not None else self._all_rows()).get(node)
 
+    @_guarded
     def step(self, node: str) -> StepRecord | None:
         """The whole record of a step, or None when it was never built here."""
         self._read_journal()
@@ -420,6 +574,7 @@ class State:
                     self._children.setdefault(node[:i], []).append(node)
         return list(self._children.get(rule, ()))
 
+    @_guarded
     def forget_many(self, nodes: list[str]) -> None:
         """Drop the records of partitions that no longer exist."""
         if not nodes:
@@ -435,6 +590,7 @@ class State:
             if self._children is not None and i > 0 and n in self._children.get(n[:i], ()):
                 self._children[n[:i]].remove(n)
 
+    @_guarded
     def record_step(self, rec: StepRecord, texts: dict[str, str] | None = None,
                     status: str | None = "built", reasons: list[str] | None = None,
                     cached: tuple[list, list] | None = None) -> None:
@@ -477,6 +633,7 @@ class State:
                     self._rows[node] = (r[0], joined, r[2])
         return rest
 
+    @_guarded
     def restamp(self, steps: list[tuple[str, tuple[str, ...]]],
                 files: list[tuple[str, str, str]]) -> None:
         """Trusted stamps for outputs and sources first recorded as too young."""
@@ -489,6 +646,7 @@ class State:
             db.executemany("UPDATE steps SET out_stamps=? WHERE node=?", rest)
             db.executemany("INSERT OR REPLACE INTO files VALUES(?,?,?)", files)
 
+    @_guarded
     def refresh_stamps(self, node: str, stamps: tuple[str, ...]) -> None:
         """A step's outputs were touched but not changed: remember their new stamps."""
         rest = self._stamps_of_pending([(SEP.join(stamps), node)])
@@ -499,6 +657,7 @@ class State:
         with self._write(urgent=False, fold=False):
             db.executemany("UPDATE steps SET out_stamps=? WHERE node=?", rest)
 
+    @_guarded
     def text(self, h: str) -> str | None:
         self._read_journal()
         if h in self._pending_texts:
@@ -511,6 +670,7 @@ class State:
 
     # -- source files -------------------------------------------------------------------
 
+    @_guarded
     def files(self) -> dict[str, tuple[str, str]]:
         """path -> (stamp, digest) for every source file seen."""
         db = self.db
@@ -518,6 +678,7 @@ class State:
             return {}
         return {p: (s, d) for p, s, d in db.execute("SELECT path, stamp, digest FROM files")}
 
+    @_guarded
     def record_files(self, rows: list[tuple[str, str, str]]) -> None:
         if not rows:
             return
@@ -528,6 +689,7 @@ class State:
 
     # -- the local step cache ------------------------------------------------------
 
+    @_guarded
     def cache_entry(self, sig: str) -> list[tuple[str, str]] | None:
         """The (output, digest) pairs cached under a step signature, or None."""
         self._read_journal()
@@ -545,6 +707,7 @@ class State:
         r = db.execute("SELECT outputs FROM cache_steps WHERE sig=?", (sig,)).fetchone()
         return None if r is None else [tuple(x) for x in json.loads(r[0])]
 
+    @_guarded
     def cache_add(self, sig: str | None, outputs: list[tuple[str, str]],
                   sizes: list[tuple[str, int]]) -> None:
         db = self.db
@@ -557,19 +720,24 @@ class State:
                 self._no_cached_steps = False
             db.executemany("INSERT OR REPLACE INTO cache_objects VALUES(?,?,?)",
                            [(d, n, now) for d, n in sizes])
+        if sig is not None:
+            self._index([(sig, outputs, sizes)])
 
+    @_guarded
     def cache_touch(self, digest: str) -> None:
         db = self.db
         assert db is not None
         with self._write(urgent=False):
             db.execute("UPDATE cache_objects SET used=? WHERE digest=?", (time.time(), digest))
 
+    @_guarded
     def cache_drop(self, sig: str) -> None:
         db = self.db
         if db is not None:
             with self._write():
                 db.execute("DELETE FROM cache_steps WHERE sig=?", (sig,))
 
+    @_guarded
     def cache_total(self) -> int:
         if self._journal_lines:
             self.fold()
@@ -578,6 +746,7 @@ class State:
             return 0
         return db.execute("SELECT COALESCE(SUM(size), 0) FROM cache_objects").fetchone()[0]
 
+    @_guarded
     def cache_lru_over(self, size: int) -> list[tuple[str, int]]:
         """Forget least recently used objects until the total is at most `size`;
         returns them (digest, bytes) for deletion."""
@@ -597,6 +766,7 @@ class State:
             db.executemany("DELETE FROM cache_objects WHERE digest=?", [(d,) for d, _ in out])
         return out
 
+    @_guarded
     def cache_missing(self, has: Callable[[str], bool]) -> list[tuple[str, str]]:
         """Cached steps naming an object that is gone: (sig, digest)."""
         if self._journal_lines:
@@ -612,15 +782,73 @@ class State:
                     break
         return out
 
+    @_guarded
     def cache_forget(self, sigs: list[str]) -> None:
+        """Drop cache entries (their objects are gone), and write the cache's index
+        afresh from what remains (its lines only ever accumulate otherwise)."""
         db = self.db
-        if db is None or not sigs:
+        if db is None:
             return
         with self._write():
             db.executemany("DELETE FROM cache_steps WHERE sig=?", [(s,) for s in sigs])
+        sizes = dict(db.execute("SELECT digest, size FROM cache_objects").fetchall())
+        rows = []
+        for sig, outputs in db.execute("SELECT sig, outputs FROM cache_steps ORDER BY used"):
+            outs = json.loads(outputs)
+            rows.append((sig, outs, [(d, sizes[d]) for _, d in outs if d in sizes]))
+        self._index(rows, fresh=True)
+
+    def _index(self, rows: list[tuple[str, list, list]], fresh: bool = False) -> None:
+        """Append cache entries (signature, outputs, object sizes) to the cache's index
+        (one write), or with `fresh` replace it by them. Losing it loses only the means
+        to recover the cache's entries after the database is lost: never fatal."""
+        path = self.dir / CACHE_INDEX
+        data = "".join(json.dumps([sig, outputs, sizes], separators=(",", ":")) + "\n"
+                       for sig, outputs, sizes in rows).encode()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if fresh:
+                tmp = path.with_name(f".index.{os.getpid()}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+                return
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+    def _reindex(self, db: sqlite3.Connection) -> None:
+        """Take the cache's index into a new database's cache tables. Lines that are not
+        entries are skipped; what an entry names is checked when it is used (an object
+        that is gone or altered is a miss), as for any cache entry."""
+        try:
+            data = (self.dir / CACHE_INDEX).read_bytes()
+        except OSError:
+            return
+        steps, objects = {}, {}
+        now = time.time()
+        for line in data.split(b"\n"):
+            try:
+                sig, outputs, sizes = json.loads(line)
+                outputs = [(str(o), str(d)) for o, d in outputs]
+                sizes = [(str(d), int(n)) for d, n in sizes]
+            except (ValueError, TypeError):
+                continue
+            steps[str(sig)] = outputs
+            objects.update(sizes)
+        db.execute("BEGIN")
+        db.executemany("INSERT OR REPLACE INTO cache_steps VALUES(?,?,?)",
+                       [(sig, json.dumps(o), now) for sig, o in steps.items()])
+        db.executemany("INSERT OR REPLACE INTO cache_objects VALUES(?,?,?)",
+                       [(d, n, now) for d, n in objects.items()])
+        db.execute("COMMIT")
 
     # -- runs -----------------------------------------------------------------------
 
+    @_guarded
     def begin_run(self, argv: list[str]) -> None:
         db = self.db
         assert db is not None
@@ -638,6 +866,7 @@ class State:
         if self.run_id is not None:
             self._history.append((self.run_id, node, status, seconds, reasons))
 
+    @_guarded
     def end_run(self, status: str) -> None:
         if self.run_id is None or self._db is None:
             return
@@ -648,6 +877,7 @@ class State:
                              (time.time(), status, json.dumps(_versions()), self.run_id))
         self._history.clear()
 
+    @_guarded
     def history(self, node: str, limit: int = 20) -> list[tuple[float, str, float]]:
         """(started, status, seconds) of the latest runs of a step."""
         db = self.db

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import calls, clean_env
 
 from datamake.state import SCHEMA_VERSION
@@ -198,17 +200,87 @@ def test_state_of_another_schema_says_how_to_start_over(proj):
                      "` to start over: the next build rebuilds what it cannot verify\n")
 
 
-def test_corrupt_state_is_reported_not_a_traceback(proj):
+@pytest.mark.parametrize("how", ["damaged", "deleted"])
+def test_a_lost_state_restores_intact_outputs_from_the_cache(proj, how):
+    # The local cache's entries are also kept beside its objects: a new database takes
+    # them back, and the steps come back from the cache instead of running again.
     proj.write("Datafile", SLOW)
-    proj.built()
+    assert proj.built() == ["a", "b", "c"]
     for suffix in ("", "-wal", "-shm"):
         p = proj.path(f".datamake/state.db{suffix}")
         if p.exists():
-            p.write_bytes(b"this is not a database" * 100)
-    r = proj.run()
-    assert r.code == 2
+            if how == "damaged":
+                p.write_bytes(b"this is not a database" * 100)
+            else:
+                p.unlink()
+    r = proj.run("--json")
+    assert r.code == 0, r.err
+    assert (r.json["built"], r.json["cached"]) == ([], ["a", "b", "c"])
+    assert calls(proj) == ["a", "b", "c"]
     assert "Traceback" not in r.err
-    assert "to start over" in r.err
+    if how == "damaged":
+        assert r.err == (f"datamake: warning: `{proj.path('.datamake/state.db')}` was damaged: "
+                         f"it is set aside as `{proj.path('.datamake/state.db.damaged')}`, and "
+                         f"this build starts a new state (restoring from the cache, or "
+                         f"rebuilding, what it cannot verify)\n")
+        assert proj.path(".datamake/state.db.damaged").exists()
+    assert proj.built() == []
+    assert proj.read("out/c.txt") == "abc"
+
+
+def test_the_cache_index_is_written_afresh_by_gc(proj):
+    proj.write("Datafile", SLOW)
+    assert proj.built() == ["a", "b", "c"]
+    index = proj.path(".datamake/cache/index")
+    assert len(index.read_text().splitlines()) == 3
+    assert proj.built("-B") == ["a", "b", "c"]  # the same entries again
+    assert len(index.read_text().splitlines()) == 6
+    assert proj.run("--gc").code == 0  # nothing to trim: the index is compacted
+    assert len(index.read_text().splitlines()) == 3
+    assert proj.run("--gc", "0").code == 0
+    assert index.read_text() == ""
+    proj.path(".datamake/state.db").unlink()
+    assert proj.built() == ["a", "b", "c"]  # nothing left to restore from
+
+
+def test_a_damaged_state_stops_a_dry_run_with_a_hint(proj):
+    proj.write("Datafile", SLOW)
+    proj.built()
+    proj.path(".datamake/state.db").write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        proj.path(f".datamake/state.db{suffix}").unlink(missing_ok=True)
+    r = proj.run("-n")
+    assert r.code == 2
+    assert r.err.startswith(f"datamake: error: `{proj.path('.datamake/state.db')}` is damaged (")
+    assert r.err.endswith("help: run a build: it sets the damaged database aside and starts a "
+                          "new state, restoring from the cache or rebuilding what it cannot "
+                          "verify\n")
+    assert proj.path(".datamake/state.db").exists()  # a dry run changes nothing
+
+
+@pytest.mark.parametrize("entry", ["journal", "lock", "state.db", "cache/index"])
+def test_a_folder_where_datamake_keeps_a_file_is_one_clear_error(proj, entry):
+    proj.write("Datafile", SLOW)
+    proj.built()
+    path = proj.path(f".datamake/{entry}")
+    path.unlink()
+    path.mkdir()
+    r = proj.run()
+    assert (r.code, r.err) == (2, f"datamake: error: `{path}` is not a file, as datamake keeps "
+                                  f"it\nhelp: remove it (`rm -r {path}`): datamake makes it "
+                                  f"again, and what it cannot verify is built again\n")
+
+
+def test_a_file_where_datamake_keeps_its_folder_is_one_clear_error(proj):
+    proj.write("Datafile", SLOW)
+    proj.path(".datamake").write_text("mine")
+    for args in ((), ("-n",), ("--gc", "0")):
+        r = proj.run(*args)
+        assert (r.code, r.err) == (2, f"datamake: error: `{proj.path('.datamake')}` is a file, "
+                                      f"but datamake keeps its state in a folder of that name\n"
+                                      f"help: move the file away: the next build starts a new "
+                                      f"state there\n"), args
+    assert proj.read(".datamake") == "mine"
 
 
 def test_run_history_is_recorded(proj):
