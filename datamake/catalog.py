@@ -20,7 +20,7 @@ from . import formats
 from .errors import CatalogError
 from .formats import FormatError
 from .graph import DatasetInfo
-from .hashing import HashingWriter, hash_file, hash_parts, hash_stream
+from .hashing import HashingWriter, hash_file, hash_listing, hash_parts, hash_stream
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -115,8 +115,9 @@ def folder_files(path: str) -> list[tuple[str, str]]:
 
 
 def folder_digest(files: list[tuple[str, str]]) -> str:
-    """A folder's digest from its `folder_files`: `d:` and a hash of names and digests."""
-    return "d:" + hash_parts(*(f"{rel}={digest}" for rel, digest in files))
+    """A folder's digest from its `folder_files`: `d:` and the content digest of its
+    names and their digests."""
+    return "d:" + hash_listing(*(f"{rel}={digest}" for rel, digest in files))
 
 
 class Catalog:
