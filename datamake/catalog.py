@@ -161,7 +161,8 @@ class Catalog:
             tmpl = self._templates[name] = self._template(name)
         base, pieces, names = tmpl
         parts = key.split("/") if len(names) > 1 else [key]
-        if len(parts) != len(names) or any(p in ("", ".", "..") or "/" in p for p in parts):
+        if len(parts) != len(names) or any(p in ("", ".", "..") or "/" in p or "\0" in p
+                                           for p in parts):
             raise CatalogError(f"`{key}` is not a partition key of `{name}`",
                                help=f"its location has {len(names)} placeholder(s); a key "
                                     f"has as many non-empty parts, joined by `/`")
@@ -438,9 +439,7 @@ class Catalog:
         protocol = url.split("://", 1)[0]
         fs = self._fs.get(protocol)
         if fs is None:
-            import fsspec
-
-            fs = self._fs[protocol] = fsspec.filesystem(protocol)
+            fs = self._fs[protocol] = open_filesystem(url)
         return fs
 
     # -- checking -------------------------------------------------------------------
@@ -663,7 +662,8 @@ class Catalog:
             pass
 
     def _storage_error(self, loc: Location, e: Exception) -> CatalogError:
-        return storage_error(f"dataset `{loc.name}` at `{loc.url}`", e)
+        return storage_error(f"dataset `{loc.name}` at `{loc.url}`", e,
+                             endpoint_of(self._fs.get(loc.url.split("://", 1)[0])))
 
 
 _PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -733,24 +733,120 @@ def same_content(old: str, new: str) -> bool:
         and "-" not in o[1]
 
 
-def storage_error(what: str, e: Exception) -> CatalogError:
-    """A storage failure said plainly: missing bucket, refused credentials, no endpoint."""
+# Storage timeouts and retries, for every remote filesystem datamake opens (datasets and
+# the shared cache alike): without them an endpoint that accepts connections and never
+# answers holds a build for minutes (s3fs's own retries times botocore's).
+STORAGE_SETTINGS = {  # environment variable -> default
+    "DATAMAKE_STORAGE_CONNECT_TIMEOUT": 5.0,  # seconds to open a connection
+    "DATAMAKE_STORAGE_READ_TIMEOUT": 15.0,  # seconds to wait for any bytes of an answer
+    "DATAMAKE_STORAGE_RETRIES": 2,  # retries of a failed request, after the first try
+}
+
+
+def storage_setting(name: str, env: Mapping[str, str] | None = None) -> float:
+    """A storage timeout or retry count from the environment (its default when unset or
+    not a number >= 0)."""
+    default = STORAGE_SETTINGS[name]
+    raw = (os.environ if env is None else env).get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    if not value >= 0 or (isinstance(default, int) and value != int(value)):
+        return default
+    return type(default)(value)
+
+
+def storage_options(protocol: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What a filesystem of `protocol` is opened with: the timeouts and retries above."""
+    if protocol not in ("s3", "s3a"):
+        return {}
+    return {"config_kwargs": {
+        "connect_timeout": storage_setting("DATAMAKE_STORAGE_CONNECT_TIMEOUT", env),
+        "read_timeout": storage_setting("DATAMAKE_STORAGE_READ_TIMEOUT", env),
+        # botocore's standard mode retries throttling, server errors, timeouts and
+        # refused connections, with backoff: the one place a request is retried.
+        "retries": {"total_max_attempts": int(storage_setting("DATAMAKE_STORAGE_RETRIES",
+                                                              env)) + 1,
+                    "mode": "standard"}}}
+
+
+def open_filesystem(url: str):
+    """The fsspec filesystem for a URL or a local path, with timeouts and bounded
+    retries for remote storage: the one place datamake opens a filesystem."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0] if _URL.match(url) else "file"
+    fs = fsspec.filesystem(protocol, **storage_options(protocol))
+    if protocol in ("s3", "s3a"):
+        fs.retries = 1  # s3fs's own loop would multiply botocore's attempts: one try
+    return fs
+
+
+def endpoint_of(fs: Any) -> str | None:
+    """The endpoint URL an S3 filesystem talks to, when it has one (None for others)."""
+    if fs is None or not hasattr(fs, "client_kwargs"):
+        return None
+    client = getattr(fs, "_s3", None)
+    url = getattr(getattr(client, "meta", None), "endpoint_url", None)
+    return (url or getattr(fs, "endpoint_url", None) or fs.client_kwargs.get("endpoint_url")
+            or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+
+
+_TIMEOUTS = {"ReadTimeoutError", "ConnectTimeoutError", "TimeoutError", "FSTimeoutError",
+             "ServerTimeoutError", "Timeout"}
+_UNREACHABLE = {"EndpointConnectionError", "ClientConnectorError", "ClientOSError",
+                "ServerDisconnectedError", "ConnectionClosedError", "ClientConnectionError",
+                "ConnectionError", "ConnectionRefusedError", "ConnectionResetError",
+                "ProxyConnectionError", "gaierror"} | _TIMEOUTS
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    """An exception and its causes (what s3fs and aiobotocore wrap)."""
+    out: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and cur not in out and len(out) < 10:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def storage_error(what: str, e: Exception, endpoint: str | None = None) -> CatalogError:
+    """A storage failure said plainly: missing bucket, refused credentials, no endpoint
+    (which one), never a library's raw text."""
+    chain = _chain(e)
+    names = {c.__name__ for x in chain for c in type(x).__mro__}
+    for x in chain:
+        kw = getattr(x, "kwargs", None)
+        if isinstance(kw, dict) and isinstance(kw.get("endpoint_url"), str):
+            endpoint = kw["endpoint_url"]
+            break
     text = str(e)
-    kind = type(e).__name__
-    low = text.lower()
+    low = " ".join(str(x) for x in chain).lower()
+    at = f" {endpoint}" if endpoint else ""
+    waits = ("the waits are DATAMAKE_STORAGE_CONNECT_TIMEOUT, DATAMAKE_STORAGE_READ_TIMEOUT "
+             "(seconds) and DATAMAKE_STORAGE_RETRIES")
     if "bucket" in low and ("not exist" in low or "nosuchbucket" in low):
         msg, hint = "the bucket does not exist", "create it, or fix the location"
-    elif kind in ("NoCredentialsError", "PartialCredentialsError") or "credential" in low:
+    elif names & {"NoCredentialsError", "PartialCredentialsError"} or \
+            "unable to locate credentials" in low:
         msg, hint = "no credentials", "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
-    elif any(k in text for k in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
-                                 "Forbidden", "403")) or isinstance(e, PermissionError):
+    elif any(k in " ".join(str(x) for x in chain) for k in (
+            "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden",
+            "403")) or isinstance(e, PermissionError):
         msg, hint = "access denied", "check the credentials (AWS_* variables) and the bucket's policy"
-    elif kind in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
-                  "ConnectionError") or "connect" in low:
-        msg, hint = "cannot reach the storage endpoint", "check AWS_ENDPOINT_URL and the network"
+    elif names & _TIMEOUTS:
+        msg = f"cannot reach the storage endpoint{at}: it did not answer in time"
+        hint = f"check AWS_ENDPOINT_URL and the network; {waits}"
+    elif names & _UNREACHABLE or "connect" in low:
+        msg = f"cannot reach the storage endpoint{at}"
+        hint = f"check AWS_ENDPOINT_URL and the network; {waits}"
     else:
-        msg, hint = f"{kind}: {text}", ("check the location, the credentials (AWS_* variables) "
-                                        "and the endpoint (AWS_ENDPOINT_URL)")
+        kind = type(e).__name__
+        detail = " ".join(text.split())
+        detail = detail if len(detail) <= 200 else detail[:197] + "..."
+        msg, hint = f"{kind}: {detail}", ("check the location, the credentials (AWS_* "
+                                          "variables) and the endpoint (AWS_ENDPOINT_URL)")
     return CatalogError(f"{what}: {msg}", help=hint)
 
 

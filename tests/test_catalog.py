@@ -222,7 +222,7 @@ def test_storage_errors_are_said_plainly():
         (PermissionError("The AWS Access Key Id you provided does not exist in our records."),
          "access denied"),
         (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
-         "cannot reach the storage endpoint"),
+         "cannot reach the storage endpoint http://127.0.0.1:9"),
     ]
     for exc, said in cases:
         e = storage_error("dataset `raw` at `s3://b/raw.csv`", exc)
