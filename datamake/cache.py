@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
 from . import formats
-from .catalog import (TMP_DIR, Pending, endpoint_of, folder_digest, open_filesystem,
-                      storage_error)
+from .catalog import (TMP_DIR, Pending, endpoint_of, folder_digest, no_bucket,
+                      open_filesystem, storage_error)
 from .errors import CatalogError
 from .hashing import hash_file, is_digest
 
@@ -304,7 +304,9 @@ class SharedCache:
         it) or CatalogError (the storage failed)."""
         try:
             raw = self.fs.cat_file(self._p(self.entry_name(sig)))
-        except FileNotFoundError:
+        except FileNotFoundError as e:
+            if no_bucket(e):
+                raise self._error(e) from None
             return None
         except Exception as e:
             raise self._error(e) from None
@@ -338,7 +340,9 @@ class SharedCache:
             os.makedirs(os.path.dirname(dest), exist_ok=True)
         try:
             self.fs.get([self._object(d) for d, _ in wanted], [dest for _, dest in wanted])
-        except FileNotFoundError:
+        except FileNotFoundError as e:
+            if no_bucket(e):
+                raise self._error(e) from None
             return False
         except Exception as e:
             raise self._error(e) from None
@@ -349,7 +353,9 @@ class SharedCache:
         CatalogError."""
         try:
             return self.fs.cat_file(self._object(digest))
-        except FileNotFoundError:
+        except FileNotFoundError as e:
+            if no_bucket(e):
+                raise self._error(e) from None
             return None
         except Exception as e:
             raise self._error(e) from None
@@ -434,7 +440,7 @@ class Caches:
         self._said: dict[str, list[str]] = {}
         self._unsafe: list[str] = []  # steps not restored: code-running formats, no key
         # After a storage failure the shared cache is not asked again in this build.
-        self._no_reads = self._no_uploads = False
+        self._no_reads = self._no_uploads = self._no_uploads_said = False
         # Uploads to the shared cache run in background threads while the build goes on
         # (each is a few requests per object, mostly waiting on the network); `close`
         # waits for them. Two uploads of one object write the same bytes: harmless.
@@ -467,11 +473,16 @@ class Caches:
         return out
 
     def _storage_failed(self, e: CatalogError, upload: bool) -> None:
+        """The shared cache's storage failed: said once, and not asked again (after a
+        failed read, nothing; after a failed upload, no more uploads). Failures after
+        the first have the same cause, and are not repeated."""
         if upload:
-            self._no_uploads = True
-            self._warn("failed uploads", f"{e}; nothing more is uploaded to it in this "
-                       f"build (to only read it, use --cache-read-only)")
-        else:
+            said = self._no_reads or self._no_uploads_said
+            self._no_uploads = self._no_uploads_said = True
+            if not said:
+                self._warn("storage failures", f"{e}; nothing more is uploaded to it in "
+                           f"this build (to only read it, use --cache-read-only)")
+        elif not self._no_reads:
             self._no_reads = self._no_uploads = True
             self._warn("storage failures", f"{e}; it is not used for the rest of this "
                        f"build")

@@ -7,6 +7,7 @@ never sees half a file and a failed recipe leaves the previous version in place.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -25,6 +26,13 @@ from .hashing import HashingWriter, hash_file, hash_listing, hash_parts, hash_st
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 TMP_DIR = ".datamake/tmp"
+_RAISE = object()  # `_remote`'s default: a missing object raises FileNotFoundError
+
+
+class _Box:
+    """What a `_remote` block got (or its stand-in for a missing object)."""
+
+    value: Any = None
 
 
 class Location(NamedTuple):
@@ -313,12 +321,9 @@ class Catalog:
             proto = raw.split("://", 1)[0]
             bare = raw.split("://", 1)[1]
             bare_base = bare[: len(base) - len(proto) - 3]
-            try:
-                entries = fs.find(bare_base, detail=True, withdirs=folders)
-            except FileNotFoundError:
-                entries = {}
-            except Exception as e:
-                raise self._storage_error(Location(name, raw, False, "", {}), e) from None
+            with self._remote(Location(name, raw, False, "", {}), missing={}) as got:
+                got.value = fs.find(bare_base, detail=True, withdirs=folders)
+            entries = got.value
             for path, inf in entries.items():
                 rel = path[len(bare_base):] if path.startswith(bare_base) else None
                 m = pattern.match(rel) if rel is not None else None
@@ -342,7 +347,8 @@ class Catalog:
                 else:
                     os.unlink(loc.url)
             else:
-                self.fs(loc.url).rm(loc.url, recursive=True)
+                with self._remote(loc):
+                    self.fs(loc.url).rm(loc.url, recursive=True)
         except FileNotFoundError:
             pass
         listed = self._listings.get(name)
@@ -371,8 +377,9 @@ class Catalog:
             else:
                 fs = self.fs(folder)
                 proto = folder.split("://", 1)[0]
-                entries = [(d["name"].rsplit("/", 1)[-1], f"{proto}://{d['name']}",
-                            d.get("size")) for d in fs.ls(folder, detail=True, refresh=True)]
+                with self._remote(loc):
+                    entries = [(d["name"].rsplit("/", 1)[-1], f"{proto}://{d['name']}",
+                                d.get("size")) for d in fs.ls(folder, detail=True, refresh=True)]
         except FileNotFoundError:
             return []
         except OSError as e:
@@ -409,7 +416,8 @@ class Catalog:
                     shutil.copyfile(loc.url, tmp)
                 os.replace(tmp, target)
             else:
-                self.fs(loc.url).copy(loc.url, target)
+                with self._remote(loc):
+                    self.fs(loc.url).copy(loc.url, target)
         except OSError as e:
             raise self._storage_error(loc, e) from None
 
@@ -423,7 +431,7 @@ class Catalog:
             if loc.local:
                 with open(url, "rb") as f:
                     return fmt.load(f, loc.options)
-            with self.fs(url).open(url, "rb") as f:
+            with self._remote(loc), self.fs(url).open(url, "rb") as f:
                 return fmt.load(f, loc.options)
         except FormatError as e:
             raise CatalogError(f"dataset `{name}` version `{url}`: {e}") from None
@@ -432,7 +440,8 @@ class Catalog:
         if "://" not in url:
             with open(url, "rb") as f:
                 return f.read()
-        return self.fs(url).cat_file(url)
+        with self._remote(Location("", url, False, "", {})):
+            return self.fs(url).cat_file(url)
 
     def fs(self, url: str):
         """The fsspec filesystem for a URL (imported on first use)."""
@@ -470,17 +479,18 @@ class Catalog:
             if parent in self._shared_prefixes:
                 listing = self._prefixes.get(parent)
                 if listing is None:
-                    try:
-                        entries = fs.ls(parent, detail=True, refresh=True)
-                    except FileNotFoundError:
-                        entries = []
+                    with self._remote(loc, missing=[]) as got:
+                        got.value = fs.ls(parent, detail=True, refresh=True)
+                    entries = got.value
                     listing = self._prefixes[parent] = {e["name"]: e for e in entries}
                 return listing.get(bare)
             return fs.info(loc.url)
         except FileNotFoundError as e:
-            if "bucket" in str(e).lower():
+            if no_bucket(e):
                 raise self._storage_error(loc, e) from None
             return None
+        except CatalogError:
+            raise
         except Exception as e:
             raise self._storage_error(loc, e) from None
 
@@ -504,7 +514,7 @@ class Catalog:
         try:
             if loc.local:
                 return local_digest(loc.url)
-            with self.fs(loc.url).open(loc.url, "rb") as f:
+            with self._remote(loc), self.fs(loc.url).open(loc.url, "rb") as f:
                 return hash_stream(f)
         except FileNotFoundError:
             raise CatalogError(f"dataset `{name}` does not exist at `{self.shown(loc)}`") from None
@@ -535,7 +545,7 @@ class Catalog:
             if loc.local:
                 with open(loc.url, "rb") as f:
                     return fmt.load(f, loc.options)
-            with self.fs(loc.url).open(loc.url, "rb") as f:
+            with self._remote(loc), self.fs(loc.url).open(loc.url, "rb") as f:
                 return fmt.load(f, loc.options)
         except FileNotFoundError:
             raise CatalogError(f"dataset `{name}` does not exist at `{self.shown(loc)}`",
@@ -643,7 +653,8 @@ class Catalog:
         except Exception as e:
             raise self._storage_error(self.location(pending.name), e) from None
         fs.invalidate_cache(pending.final.rpartition("/")[0])
-        info = fs.info(pending.final)
+        with self._remote(self.location(pending.name)):
+            info = fs.info(pending.final)
         parent = pending.final.rpartition("/")[0]
         if parent in self._prefixes:
             self._prefixes[parent][pending.final.split("://", 1)[1]] = info
@@ -660,6 +671,28 @@ class Catalog:
                 os.unlink(pending.tmp)
         except FileNotFoundError:
             pass
+
+    @contextlib.contextmanager
+    def _remote(self, loc: Location, missing: Any = _RAISE):
+        """Remote storage calls: a failure of the storage (not of a format reading its
+        bytes) becomes a CatalogError naming the dataset, never a library's exception;
+        a missing object is FileNotFoundError, or `missing` in `.value` when given. A
+        missing bucket is an error, never a missing object."""
+        box = _Box()
+        try:
+            yield box
+        except CatalogError:
+            raise
+        except FileNotFoundError as e:
+            if no_bucket(e):
+                raise self._storage_error(loc, e) from None
+            if missing is _RAISE:
+                raise
+            box.value = missing
+        except Exception as e:
+            if storage_failure(e):
+                raise self._storage_error(loc, e) from None
+            raise
 
     def _storage_error(self, loc: Location, e: Exception) -> CatalogError:
         return storage_error(f"dataset `{loc.name}` at `{loc.url}`", e,
@@ -801,6 +834,26 @@ _UNREACHABLE = {"EndpointConnectionError", "ClientConnectorError", "ClientOSErro
                 "ProxyConnectionError", "gaierror"} | _TIMEOUTS
 
 
+_STORAGE = _UNREACHABLE | {"BotoCoreError", "ClientError", "ClientResponseError",
+                           "ClientPayloadError", "IncompleteRead", "ResponseStreamingError"}
+
+
+def no_bucket(e: BaseException) -> bool:
+    """Whether a FileNotFoundError is S3 saying the bucket itself does not exist."""
+    low = str(e).lower()
+    return "bucket" in low and ("not exist" in low or "nosuchbucket" in low)
+
+
+def storage_failure(e: BaseException) -> bool:
+    """Whether an exception is the storage failing (network, service, permissions),
+    not a missing object or a format's complaint about bytes it read."""
+    if isinstance(e, FileNotFoundError):
+        return no_bucket(e)
+    if isinstance(e, (PermissionError, ConnectionError, TimeoutError)):
+        return True
+    return bool({c.__name__ for x in _chain(e) for c in type(x).__mro__} & _STORAGE)
+
+
 def _chain(e: BaseException) -> list[BaseException]:
     """An exception and its causes (what s3fs and aiobotocore wrap)."""
     out: list[BaseException] = []
@@ -819,14 +872,19 @@ def storage_error(what: str, e: Exception, endpoint: str | None = None) -> Catal
     for x in chain:
         kw = getattr(x, "kwargs", None)
         if isinstance(kw, dict) and isinstance(kw.get("endpoint_url"), str):
-            endpoint = kw["endpoint_url"]
+            endpoint = kw["endpoint_url"]  # the request's URL: its scheme and host are it
             break
+    if endpoint:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(endpoint)
+        endpoint = f"{parts.scheme}://{parts.netloc}" if parts.netloc else endpoint
     text = str(e)
     low = " ".join(str(x) for x in chain).lower()
     at = f" {endpoint}" if endpoint else ""
     waits = ("the waits are DATAMAKE_STORAGE_CONNECT_TIMEOUT, DATAMAKE_STORAGE_READ_TIMEOUT "
              "(seconds) and DATAMAKE_STORAGE_RETRIES")
-    if "bucket" in low and ("not exist" in low or "nosuchbucket" in low):
+    if any(no_bucket(x) for x in chain):
         msg, hint = "the bucket does not exist", "create it, or fix the location"
     elif names & {"NoCredentialsError", "PartialCredentialsError"} or \
             "unable to locate credentials" in low:
