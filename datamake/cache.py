@@ -34,8 +34,6 @@ timeouts).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import posixpath
@@ -129,6 +127,9 @@ def entry_mac(key: bytes, sig: str, outputs: Iterable[tuple[str, str]]) -> str:
     """The team key's HMAC-SHA256 of an entry: its signature and outputs, in a canonical
     encoding (compact JSON, ASCII), under a label that no other message of datamake's
     could share."""
+    import hashlib  # here: OpenSSL's import is milliseconds, and a no-op build needs none
+    import hmac
+
     msg = json.dumps(["datamake-cache-entry", 1, sig, [[n, d] for n, d in outputs]],
                      separators=(",", ":"), ensure_ascii=True)
     return hmac.new(key, msg.encode("ascii"), hashlib.sha256).hexdigest()
@@ -323,6 +324,8 @@ class SharedCache:
         if not isinstance(mac, str):
             raise Invalid(f"it carries no MAC: it was not written with the team key "
                           f"({KEY_ENV})")
+        import hmac
+
         want = entry_mac(self.key, sig, outputs)
         if not (mac.isascii() and hmac.compare_digest(want.encode(), mac.encode())):
             raise Invalid(f"its MAC does not match: it was not written with the team key "
