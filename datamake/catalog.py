@@ -7,6 +7,7 @@ never sees half a file and a failed recipe leaves the previous version in place.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -20,11 +21,18 @@ from . import formats
 from .errors import CatalogError
 from .formats import FormatError
 from .graph import DatasetInfo
-from .hashing import HashingWriter, hash_file, hash_parts, hash_stream
+from .hashing import HashingWriter, hash_file, hash_listing, hash_parts, hash_stream
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 TMP_DIR = ".datamake/tmp"
+_RAISE = object()  # `_remote`'s default: a missing object raises FileNotFoundError
+
+
+class _Box:
+    """What a `_remote` block got (or its stand-in for a missing object)."""
+
+    value: Any = None
 
 
 class Location(NamedTuple):
@@ -115,8 +123,9 @@ def folder_files(path: str) -> list[tuple[str, str]]:
 
 
 def folder_digest(files: list[tuple[str, str]]) -> str:
-    """A folder's digest from its `folder_files`: `d:` and a hash of names and digests."""
-    return "d:" + hash_parts(*(f"{rel}={digest}" for rel, digest in files))
+    """A folder's digest from its `folder_files`: `d:` and the content digest of its
+    names and their digests."""
+    return "d:" + hash_listing(*(f"{rel}={digest}" for rel, digest in files))
 
 
 class Catalog:
@@ -160,7 +169,8 @@ class Catalog:
             tmpl = self._templates[name] = self._template(name)
         base, pieces, names = tmpl
         parts = key.split("/") if len(names) > 1 else [key]
-        if len(parts) != len(names) or any(p in ("", ".", "..") or "/" in p for p in parts):
+        if len(parts) != len(names) or any(p in ("", ".", "..") or "/" in p or "\0" in p
+                                           for p in parts):
             raise CatalogError(f"`{key}` is not a partition key of `{name}`",
                                help=f"its location has {len(names)} placeholder(s); a key "
                                     f"has as many non-empty parts, joined by `/`")
@@ -311,12 +321,9 @@ class Catalog:
             proto = raw.split("://", 1)[0]
             bare = raw.split("://", 1)[1]
             bare_base = bare[: len(base) - len(proto) - 3]
-            try:
-                entries = fs.find(bare_base, detail=True, withdirs=folders)
-            except FileNotFoundError:
-                entries = {}
-            except Exception as e:
-                raise self._storage_error(Location(name, raw, False, "", {}), e) from None
+            with self._remote(Location(name, raw, False, "", {}), missing={}) as got:
+                got.value = fs.find(bare_base, detail=True, withdirs=folders)
+            entries = got.value
             for path, inf in entries.items():
                 rel = path[len(bare_base):] if path.startswith(bare_base) else None
                 m = pattern.match(rel) if rel is not None else None
@@ -340,7 +347,8 @@ class Catalog:
                 else:
                     os.unlink(loc.url)
             else:
-                self.fs(loc.url).rm(loc.url, recursive=True)
+                with self._remote(loc):
+                    self.fs(loc.url).rm(loc.url, recursive=True)
         except FileNotFoundError:
             pass
         listed = self._listings.get(name)
@@ -369,8 +377,9 @@ class Catalog:
             else:
                 fs = self.fs(folder)
                 proto = folder.split("://", 1)[0]
-                entries = [(d["name"].rsplit("/", 1)[-1], f"{proto}://{d['name']}",
-                            d.get("size")) for d in fs.ls(folder, detail=True, refresh=True)]
+                with self._remote(loc):
+                    entries = [(d["name"].rsplit("/", 1)[-1], f"{proto}://{d['name']}",
+                                d.get("size")) for d in fs.ls(folder, detail=True, refresh=True)]
         except FileNotFoundError:
             return []
         except OSError as e:
@@ -407,7 +416,8 @@ class Catalog:
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, target)
             else:
-                self.fs(loc.url).copy(loc.url, target)
+                with self._remote(loc):
+                    self.fs(loc.url).copy(loc.url, target)
         except OSError as e:
             raise self._storage_error(loc, e) from None
 
@@ -452,16 +462,15 @@ class Catalog:
         if "://" not in url:
             with open(url, "rb") as f:
                 return f.read()
-        return self.fs(url).cat_file(url)
+        with self._remote(Location("", url, False, "", {})):
+            return self.fs(url).cat_file(url)
 
     def fs(self, url: str):
         """The fsspec filesystem for a URL (imported on first use)."""
         protocol = url.split("://", 1)[0]
         fs = self._fs.get(protocol)
         if fs is None:
-            import fsspec
-
-            fs = self._fs[protocol] = fsspec.filesystem(protocol)
+            fs = self._fs[protocol] = open_filesystem(url)
         return fs
 
     # -- checking -------------------------------------------------------------------
@@ -492,17 +501,18 @@ class Catalog:
             if parent in self._shared_prefixes:
                 listing = self._prefixes.get(parent)
                 if listing is None:
-                    try:
-                        entries = fs.ls(parent, detail=True, refresh=True)
-                    except FileNotFoundError:
-                        entries = []
+                    with self._remote(loc, missing=[]) as got:
+                        got.value = fs.ls(parent, detail=True, refresh=True)
+                    entries = got.value
                     listing = self._prefixes[parent] = {e["name"]: e for e in entries}
                 return listing.get(bare)
             return fs.info(loc.url)
         except FileNotFoundError as e:
-            if "bucket" in str(e).lower():
+            if no_bucket(e):
                 raise self._storage_error(loc, e) from None
             return None
+        except CatalogError:
+            raise
         except Exception as e:
             raise self._storage_error(loc, e) from None
 
@@ -526,7 +536,7 @@ class Catalog:
         try:
             if loc.local:
                 return local_digest(loc.url)
-            with self.fs(loc.url).open(loc.url, "rb") as f:
+            with self._remote(loc), self.fs(loc.url).open(loc.url, "rb") as f:
                 return hash_stream(f)
         except FileNotFoundError:
             raise CatalogError(f"dataset `{name}` does not exist at `{self.shown(loc)}`") from None
@@ -557,7 +567,7 @@ class Catalog:
             if loc.local:
                 with open(loc.url, "rb") as f:
                     return fmt.load(f, loc.options)
-            with self.fs(loc.url).open(loc.url, "rb") as f:
+            with self._remote(loc), self.fs(loc.url).open(loc.url, "rb") as f:
                 return fmt.load(f, loc.options)
         except FileNotFoundError:
             raise CatalogError(f"dataset `{name}` does not exist at `{self.shown(loc)}`",
@@ -665,7 +675,8 @@ class Catalog:
         except Exception as e:
             raise self._storage_error(self.location(pending.name), e) from None
         fs.invalidate_cache(pending.final.rpartition("/")[0])
-        info = fs.info(pending.final)
+        with self._remote(self.location(pending.name)):
+            info = fs.info(pending.final)
         parent = pending.final.rpartition("/")[0]
         if parent in self._prefixes:
             self._prefixes[parent][pending.final.split("://", 1)[1]] = info
@@ -683,8 +694,31 @@ class Catalog:
         except FileNotFoundError:
             pass
 
+    @contextlib.contextmanager
+    def _remote(self, loc: Location, missing: Any = _RAISE):
+        """Remote storage calls: a failure of the storage (not of a format reading its
+        bytes) becomes a CatalogError naming the dataset, never a library's exception;
+        a missing object is FileNotFoundError, or `missing` in `.value` when given. A
+        missing bucket is an error, never a missing object."""
+        box = _Box()
+        try:
+            yield box
+        except CatalogError:
+            raise
+        except FileNotFoundError as e:
+            if no_bucket(e):
+                raise self._storage_error(loc, e) from None
+            if missing is _RAISE:
+                raise
+            box.value = missing
+        except Exception as e:
+            if storage_failure(e):
+                raise self._storage_error(loc, e) from None
+            raise
+
     def _storage_error(self, loc: Location, e: Exception) -> CatalogError:
-        return storage_error(f"dataset `{loc.name}` at `{loc.url}`", e)
+        return storage_error(f"dataset `{loc.name}` at `{loc.url}`", e,
+                             endpoint_of(self._fs.get(loc.url.split("://", 1)[0])))
 
 
 _PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -754,24 +788,145 @@ def same_content(old: str, new: str) -> bool:
         and "-" not in o[1]
 
 
-def storage_error(what: str, e: Exception) -> CatalogError:
-    """A storage failure said plainly: missing bucket, refused credentials, no endpoint."""
+# Storage timeouts and retries, for every remote filesystem datamake opens (datasets and
+# the shared cache alike): without them an endpoint that accepts connections and never
+# answers holds a build for minutes (s3fs's own retries times botocore's).
+STORAGE_SETTINGS = {  # environment variable -> default
+    "DATAMAKE_STORAGE_CONNECT_TIMEOUT": 5.0,  # seconds to open a connection
+    "DATAMAKE_STORAGE_READ_TIMEOUT": 15.0,  # seconds to wait for any bytes of an answer
+    "DATAMAKE_STORAGE_RETRIES": 2,  # retries of a failed request, after the first try
+}
+
+
+def storage_setting(name: str, env: Mapping[str, str] | None = None) -> float:
+    """A storage timeout or retry count from the environment (its default when unset or
+    not a number >= 0)."""
+    default = STORAGE_SETTINGS[name]
+    raw = (os.environ if env is None else env).get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    if not value >= 0 or (isinstance(default, int) and value != int(value)):
+        return default
+    return type(default)(value)
+
+
+def storage_options(protocol: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What a filesystem of `protocol` is opened with: the timeouts and retries above."""
+    if protocol not in ("s3", "s3a"):
+        return {}
+    return {"config_kwargs": {
+        "connect_timeout": storage_setting("DATAMAKE_STORAGE_CONNECT_TIMEOUT", env),
+        "read_timeout": storage_setting("DATAMAKE_STORAGE_READ_TIMEOUT", env),
+        # botocore's standard mode retries throttling, server errors, timeouts and
+        # refused connections, with backoff: the one place a request is retried.
+        "retries": {"total_max_attempts": int(storage_setting("DATAMAKE_STORAGE_RETRIES",
+                                                              env)) + 1,
+                    "mode": "standard"}}}
+
+
+def open_filesystem(url: str):
+    """The fsspec filesystem for a URL or a local path, with timeouts and bounded
+    retries for remote storage: the one place datamake opens a filesystem."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0] if _URL.match(url) else "file"
+    fs = fsspec.filesystem(protocol, **storage_options(protocol))
+    if protocol in ("s3", "s3a"):
+        fs.retries = 1  # s3fs's own loop would multiply botocore's attempts: one try
+    return fs
+
+
+def endpoint_of(fs: Any) -> str | None:
+    """The endpoint URL an S3 filesystem talks to, when it has one (None for others)."""
+    if fs is None or not hasattr(fs, "client_kwargs"):
+        return None
+    client = getattr(fs, "_s3", None)
+    url = getattr(getattr(client, "meta", None), "endpoint_url", None)
+    return (url or getattr(fs, "endpoint_url", None) or fs.client_kwargs.get("endpoint_url")
+            or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+
+
+_TIMEOUTS = {"ReadTimeoutError", "ConnectTimeoutError", "TimeoutError", "FSTimeoutError",
+             "ServerTimeoutError", "Timeout"}
+_UNREACHABLE = {"EndpointConnectionError", "ClientConnectorError", "ClientOSError",
+                "ServerDisconnectedError", "ConnectionClosedError", "ClientConnectionError",
+                "ConnectionError", "ConnectionRefusedError", "ConnectionResetError",
+                "ProxyConnectionError", "gaierror"} | _TIMEOUTS
+
+
+_STORAGE = _UNREACHABLE | {"BotoCoreError", "ClientError", "ClientResponseError",
+                           "ClientPayloadError", "IncompleteRead", "ResponseStreamingError"}
+
+
+def no_bucket(e: BaseException) -> bool:
+    """Whether a FileNotFoundError is S3 saying the bucket itself does not exist."""
+    low = str(e).lower()
+    return "bucket" in low and ("not exist" in low or "nosuchbucket" in low)
+
+
+def storage_failure(e: BaseException) -> bool:
+    """Whether an exception is the storage failing (network, service, permissions),
+    not a missing object or a format's complaint about bytes it read."""
+    if isinstance(e, FileNotFoundError):
+        return no_bucket(e)
+    if isinstance(e, (PermissionError, ConnectionError, TimeoutError)):
+        return True
+    return bool({c.__name__ for x in _chain(e) for c in type(x).__mro__} & _STORAGE)
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    """An exception and its causes (what s3fs and aiobotocore wrap)."""
+    out: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and cur not in out and len(out) < 10:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def storage_error(what: str, e: Exception, endpoint: str | None = None) -> CatalogError:
+    """A storage failure said plainly: missing bucket, refused credentials, no endpoint
+    (which one), never a library's raw text."""
+    chain = _chain(e)
+    names = {c.__name__ for x in chain for c in type(x).__mro__}
+    for x in chain:
+        kw = getattr(x, "kwargs", None)
+        if isinstance(kw, dict) and isinstance(kw.get("endpoint_url"), str):
+            endpoint = kw["endpoint_url"]  # the request's URL: its scheme and host are it
+            break
+    if endpoint:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(endpoint)
+        endpoint = f"{parts.scheme}://{parts.netloc}" if parts.netloc else endpoint
     text = str(e)
-    kind = type(e).__name__
-    low = text.lower()
-    if "bucket" in low and ("not exist" in low or "nosuchbucket" in low):
+    low = " ".join(str(x) for x in chain).lower()
+    at = f" {endpoint}" if endpoint else ""
+    waits = ("the waits are DATAMAKE_STORAGE_CONNECT_TIMEOUT, DATAMAKE_STORAGE_READ_TIMEOUT "
+             "(seconds) and DATAMAKE_STORAGE_RETRIES")
+    if any(no_bucket(x) for x in chain):
         msg, hint = "the bucket does not exist", "create it, or fix the location"
-    elif kind in ("NoCredentialsError", "PartialCredentialsError") or "credential" in low:
+    elif names & {"NoCredentialsError", "PartialCredentialsError"} or \
+            "unable to locate credentials" in low:
         msg, hint = "no credentials", "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
-    elif any(k in text for k in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
-                                 "Forbidden", "403")) or isinstance(e, PermissionError):
+    elif any(k in " ".join(str(x) for x in chain) for k in (
+            "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden",
+            "403")) or isinstance(e, PermissionError):
         msg, hint = "access denied", "check the credentials (AWS_* variables) and the bucket's policy"
-    elif kind in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
-                  "ConnectionError") or "connect" in low:
-        msg, hint = "cannot reach the storage endpoint", "check AWS_ENDPOINT_URL and the network"
+    elif names & _TIMEOUTS:
+        msg = f"cannot reach the storage endpoint{at}: it did not answer in time"
+        hint = f"check AWS_ENDPOINT_URL and the network; {waits}"
+    elif names & _UNREACHABLE or "connect" in low:
+        msg = f"cannot reach the storage endpoint{at}"
+        hint = f"check AWS_ENDPOINT_URL and the network; {waits}"
     else:
-        msg, hint = f"{kind}: {text}", ("check the location, the credentials (AWS_* variables) "
-                                        "and the endpoint (AWS_ENDPOINT_URL)")
+        kind = type(e).__name__
+        detail = " ".join(text.split())
+        detail = detail if len(detail) <= 200 else detail[:197] + "..."
+        msg, hint = f"{kind}: {detail}", ("check the location, the credentials (AWS_* "
+                                          "variables) and the endpoint (AWS_ENDPOINT_URL)")
     return CatalogError(f"{what}: {msg}", help=hint)
 
 

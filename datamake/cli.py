@@ -81,6 +81,9 @@ class _Command(click.Command):
 @click.option("--cache", "cache_url", metavar="URL",
               help="Use this shared cache (S3 or any fsspec URL, or a folder).")
 @click.option("--no-cache", is_flag=True, help="Ignore the shared cache.")
+@click.option("--cache-read-only", is_flag=True,
+              help="Fetch from the shared cache, never upload to it (also "
+                   "DATAMAKE_CACHE_READONLY=1).")
 @click.option("--history", metavar="NAME", help="The saved versions of a versioned dataset.")
 @click.option("--diff", metavar="NAME",
               help="Compare the metrics of two versions of NAME (args: [V1 [V2]]).")
@@ -96,9 +99,9 @@ class _Command(click.Command):
 def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
          question: bool, always_make: bool, force: tuple[str, ...], keep_going: bool,
          explain: bool, list_: bool, dag: bool, dag_format: str, output: str | None,
-         check: bool, cache_url: str | None, no_cache: bool, history: str | None,
-         diff: str | None, gc_size: str | None, watch: bool, poll: float, as_json: bool,
-         quiet: bool, jobs: int, executor: str) -> None:
+         check: bool, cache_url: str | None, no_cache: bool, cache_read_only: bool,
+         history: str | None, diff: str | None, gc_size: str | None, watch: bool,
+         poll: float, as_json: bool, quiet: bool, jobs: int, executor: str) -> None:
     """datamake: Make for data. Builds TARGET (default: the first rule) and exactly the
     stale part of the pipeline it needs. A TARGET is a rule's output, an alias, or one
     partition of a pattern rule's output: 'name[key]'."""
@@ -113,7 +116,7 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
                  always_make=always_make, force=force, keep_going=keep_going,
                  explain=explain, list_=list_, dag=dag, dag_format=dag_format,
                  output=output, check=check, cache_url=cache_url, no_cache=no_cache,
-                 history=history, diff=diff, gc_size=gc_size, as_json=as_json, quiet=quiet,
+                 cache_read_only=cache_read_only, history=history, diff=diff, gc_size=gc_size, as_json=as_json, quiet=quiet,
                  watch=watch, poll=poll, jobs=jobs, executor=executor))
 
 
@@ -123,7 +126,7 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         check: bool, as_json: bool, quiet: bool, cache_url: str | None = None,
         no_cache: bool = False, history: str | None = None, diff: str | None = None,
         gc_size: str | None = None, watch: bool = False, poll: float = 10.0, jobs: int = 1,
-        executor: str = "local") -> int:
+        executor: str = "local", cache_read_only: bool = False) -> int:
     """The command line's work; returns the exit code."""
     from .reporter import JsonReporter, LiveReporter, Reporter
 
@@ -208,7 +211,7 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
             return EXIT_OK
         result = build(project, targets, reporter, keep_going=keep_going, forced=forced,
                        always=always_make, argv=sys.argv, cache=cache_url, no_cache=no_cache,
-                       jobs=jobs, executor=executor)
+                       jobs=jobs, executor=executor, cache_read_only=cache_read_only)
         reporter.finish(result, _resume(file, directory, asked, raw) if result.failed else None)
         return EXIT_OK if result.ok else EXIT_FAILED
     except DatamakeError as e:

@@ -75,10 +75,11 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
           dry_run: bool = False, keep_going: bool = False, forced: set[str] | None = None,
           always: bool = False, argv: list[str] | None = None,
           cache: str | None = None, no_cache: bool = False, jobs: int = 1,
-          executor: str = "local") -> BuildResult:
-    """Build `targets` (or plan them, with `dry_run`) with up to `jobs` recipes at once.
-    Raises KeyboardInterrupt after recording what finished, UsageError for an executor
-    that cannot reach the build's files."""
+          executor: str = "local", cache_read_only: bool = False) -> BuildResult:
+    """Build `targets` (or plan them, with `dry_run`) with up to `jobs` recipes at once;
+    `cache_read_only`: fetch from the shared cache, upload nothing. Raises
+    KeyboardInterrupt after recording what finished, UsageError for an executor that
+    cannot reach the build's files."""
     t0 = time.perf_counter()
     graph = project.graph
     rules = graph.needed(targets)
@@ -92,7 +93,7 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
     # anything runs); started on the first stale step (a no-op starts no cluster).
     factory = None if dry_run else runner_factory(project, rules, jobs, executor)
     run = _Build(project, planner, reporter, result, dry_run, keep_going,
-                 Caches(project, shared), factory, graph.partial(targets))
+                 Caches(project, shared, cache_read_only), factory, graph.partial(targets))
     if not dry_run:
         state.lock(reporter.waiting_for_lock)
         for w in state.warnings:
@@ -605,7 +606,7 @@ class _Build:
                 return None
             try:
                 size = os.stat(self.caches.local.path(digest)).st_size
-            except OSError:
+            except (OSError, ValueError):  # not kept, or not a digest
                 return None
             outputs.append((f"{out}[{k}]", digest))
             sizes.append((digest, size))

@@ -5,6 +5,12 @@ formats plug in through the `datamake.formats` entry-point group: each entry poi
 names an object with `load(file, options)`, `save(value, file, options)` and an
 optional `extensions` tuple. A format whose `save` only ever calls `file.write` may say
 `sequential = True`: its bytes are then hashed as they are written, not read back.
+
+A format whose `load` cannot run code whatever the bytes (it parses data: no pickle, no
+import, no eval) may say `safe_to_load = True`: its datasets may then be restored from a
+shared cache that is not authenticated by a team key. Pickle, `path` datasets (the
+recipe opens them with any library) and plugin formats that do not say so are restored
+only from the local cache or an authenticated shared one.
 """
 from __future__ import annotations
 
@@ -72,6 +78,7 @@ def _frame(value: Any, fmt: str):
 
 class Csv:
     extensions = (".csv",)
+    safe_to_load = True
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         import pandas as pd
@@ -89,6 +96,7 @@ class Csv:
 
 class Parquet:
     extensions = (".parquet", ".pq")
+    safe_to_load = True  # pyarrow >= 14.0.1: older ones unpickled extension types
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         import pandas as pd
@@ -103,6 +111,7 @@ class Parquet:
 
 class Excel:
     extensions = (".xlsx", ".xls")
+    safe_to_load = True
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         import pandas as pd
@@ -133,6 +142,7 @@ def _json_default(o: Any) -> Any:
 
 class Json:
     extensions = (".json",)
+    safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
@@ -148,6 +158,7 @@ class Json:
 
 class Yaml:
     extensions = (".yaml", ".yml")
+    safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
@@ -167,6 +178,7 @@ class Yaml:
 
 class Pickle:
     extensions = (".pkl", ".pickle")
+    safe_to_load = False  # unpickling runs whatever code the bytes name
     sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
@@ -181,6 +193,7 @@ class Pickle:
 
 class Text:
     extensions = (".txt", ".md")
+    safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
@@ -194,6 +207,7 @@ class Text:
 
 class Html:
     extensions = (".html", ".htm")
+    safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
@@ -225,6 +239,7 @@ def to_html(value: Any) -> str:
 
 class Image:
     extensions = (".png", ".svg", ".jpg", ".jpeg", ".pdf")
+    safe_to_load = True
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         return f.read()
@@ -243,6 +258,7 @@ class Image:
 
 class Bytes:
     extensions = (".bin",)
+    safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
@@ -288,6 +304,16 @@ def get(name: str) -> Any:
     if fmt is None:
         raise FormatError(f"unknown format `{name}`")
     return fmt
+
+
+def safe_to_load(name: str) -> bool:
+    """Whether loading a dataset of format `name` can never run code (see above)."""
+    if name == PATH:
+        return False
+    try:
+        return getattr(get(name), "safe_to_load", False) is True
+    except FormatError:
+        return False
 
 
 def for_extension(ext: str) -> str:

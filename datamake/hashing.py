@@ -1,34 +1,73 @@
-"""Content digests: xxh3-128 in hex, for text, bytes and files."""
+"""Digests: BLAKE3 for content, xxh3 for names.
+
+Every digest of *content* (a file, bytes, a stream, what `HashingWriter` sees, a
+folder's list of files) is a BLAKE3-256 in 64 lowercase hex characters: the local and
+the shared cache name and verify objects by it, so it must be a cryptographic hash (no
+one can write other bytes under a digest someone else's step recorded). A folder's
+digest is `d:` and the BLAKE3 of its list of (path, file digest).
+
+Code fingerprints and step signatures (`hash_text`, `hash_parts`) are xxh3-128: they
+hash names, source text and the content digests above, never bytes a cache serves,
+and they are computed for every step of a no-op build, where xxh3's speed shows. A
+cache entry's link from a signature to its outputs is authenticated by the team key
+(see `cache.py`), not by the signature's hash.
+"""
 from __future__ import annotations
 
 import os
+import re
 
 import xxhash
+
+# blake3 is imported where it is used: a no-op build hashes no content (stamps match),
+# and its import is a millisecond.
 
 _CHUNK = 1 << 20
 _SMALL = 8 << 20  # read whole: one allocation of the file's size
 
+# What a content digest looks like, exactly: anything else read from a cache is refused.
+_DIGEST = re.compile(r"(?:d:)?[0-9a-f]{64}")
+
+
+def is_digest(text: object) -> bool:
+    """Whether `text` is a content digest: 64 lowercase hex characters, or `d:` and
+    64 (a folder's)."""
+    return isinstance(text, str) and _DIGEST.fullmatch(text) is not None
+
 
 def hash_text(text: str) -> str:
-    """Digest of a string (UTF-8)."""
+    """xxh3 of a string (UTF-8): for names and source text, not content."""
     return xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
 
 
-def hash_bytes(data: bytes) -> str:
-    """Digest of bytes."""
-    return xxhash.xxh3_128_hexdigest(data)
-
-
 def hash_parts(*parts: str) -> str:
-    """Digest of a sequence of strings (unambiguous: parts are separated by NUL)."""
+    """xxh3 of a sequence of strings (unambiguous: parts are separated by NUL): for
+    fingerprints and signatures, not content."""
     return xxhash.xxh3_128_hexdigest("\0".join(parts).encode("utf-8", "surrogatepass"))
 
 
+def hash_bytes(data: bytes) -> str:
+    """Content digest of bytes."""
+    from blake3 import blake3
+
+    return blake3(data).hexdigest()
+
+
+def hash_listing(*parts: str) -> str:
+    """Content digest of a list of strings (a folder's files and their digests),
+    separated by NUL."""
+    from blake3 import blake3
+
+    return blake3("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def hash_file(path: str) -> str:
-    """Digest of a local file's content (small files in one read, big ones in chunks).
+    """Content digest of a local file (small files in one read, big ones in chunks).
 
     Plain `os` calls: `open(path, "rb").read()` costs three `fstat`s and an `lseek` more
     per file, which shows when a build hashes thousands of small inputs."""
+    from blake3 import blake3
+
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         size = os.fstat(fd).st_size
@@ -36,11 +75,11 @@ def hash_file(path: str) -> str:
             data = os.read(fd, size + 1)
             more = os.read(fd, _CHUNK) if data else b""
             if not more:
-                return xxhash.xxh3_128_hexdigest(data)
-            h = xxhash.xxh3_128(data)  # it grew while being read: take all of it
+                return blake3(data).hexdigest()
+            h = blake3(data)  # it grew while being read: take all of it
             h.update(more)
         else:
-            h = xxhash.xxh3_128()
+            h = blake3()
         while True:
             chunk = os.read(fd, _CHUNK)
             if not chunk:
@@ -52,8 +91,10 @@ def hash_file(path: str) -> str:
 
 
 def hash_stream(f) -> str:
-    """Digest of an open binary file object, read to its end."""
-    h = xxhash.xxh3_128()
+    """Content digest of an open binary file object, read to its end."""
+    from blake3 import blake3
+
+    h = blake3()
     while True:
         chunk = f.read(_CHUNK)
         if not chunk:
@@ -63,15 +104,17 @@ def hash_stream(f) -> str:
 
 
 class HashingWriter:
-    """A binary file's `write`, hashing what passes through it."""
+    """A binary file's `write`, hashing (content digest) what passes through it."""
 
     def __init__(self, f):
+        from blake3 import blake3
+
         self._f = f
-        self._h = xxhash.xxh3_128()
+        self._h = blake3()
 
     def write(self, data) -> int:
-        self._h.update(data)
-        view = memoryview(data).cast("B")
+        view = memoryview(data).cast("B")  # as bytes: BLAKE3 takes no typed buffer
+        self._h.update(view)
         done = self._f.write(view)
         while done is not None and done < len(view):  # a raw file may take less
             done += self._f.write(view[done:])

@@ -22,7 +22,7 @@ from .state import STATE_DIR, State
 if TYPE_CHECKING:
     from .model import Datafile
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4  # 4: source digests are BLAKE3
 GRAPH_CACHE = "graph.pickle"
 MODEL_CACHE = "model.pickle"
 RECIPES_CACHE = "recipes.pickle"

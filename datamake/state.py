@@ -20,6 +20,7 @@ import fcntl
 import functools
 import json
 import os
+import shutil
 import sqlite3
 import stat
 import sys
@@ -29,14 +30,15 @@ from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 from .errors import StateError
 
-SCHEMA_VERSION = 3
+# 4: content digests are BLAKE3 (they were xxh3): older records cannot be compared.
+SCHEMA_VERSION = 4
 KEEP_RUNS = 1000  # the run history keeps this many builds
 STATE_DIR = ".datamake"
 JOURNAL = "journal"
 FOLD_EVERY = 10_000  # journal lines held before a fold mid-build (bounds memory)
 # The journal's first line: its format's version. A journal without it (another
 # version's, or torn in its first write) is not read: its steps run again.
-JOURNAL_HEADER = b'["datamake-journal",1]\n'
+JOURNAL_HEADER = b'["datamake-journal",2]\n'
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,9 +84,12 @@ LAYOUT = (("state.db", False), ("journal", False), ("lock", False), ("tmp", True
 CACHE_INDEX = "cache/index"
 DAMAGED = "state.db.damaged"  # where a damaged database is set aside
 
-# Schema versions that _SCHEMA's CREATE IF NOT EXISTS brings up to date (their tables
-# keep their rowid layout, which reads and writes the same).
-_UPGRADABLE = ("1", "2")
+# A state of an older schema holds digests this version cannot compare (xxh3, before
+# content digests were BLAKE3): the tables that hold them are recreated empty, so the
+# next build rebuilds (or restores from a cache) what it cannot verify. The run history
+# and the code texts (named by xxh3, as still) are kept.
+_DIGEST_TABLES = ("steps", "files", "cache_steps", "cache_objects")
+_RESET = "".join(f"DROP TABLE IF EXISTS {t};" for t in _DIGEST_TABLES)
 
 
 def check_layout(root: Path) -> None:
@@ -224,11 +229,13 @@ class State:
                 db.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)",
                            (str(SCHEMA_VERSION),))
                 self._reindex(db)
-            elif row[0] in _UPGRADABLE:
-                # Older states only lack tables: add them, keep every record.
-                db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+            elif _older(row[0]):
+                db.executescript("BEGIN;" + _RESET + _SCHEMA + "COMMIT;")
                 db.execute("UPDATE meta SET value=? WHERE key='schema'",
                            (str(SCHEMA_VERSION),))
+                # The local cache's objects (and its index) are named by the old
+                # digests: no record names them any more.
+                shutil.rmtree(self.dir / "cache", ignore_errors=True)
             elif row[0] != str(SCHEMA_VERSION):
                 raise StateError(
                     f"`{self.path}` was written by another version of datamake "
@@ -887,6 +894,14 @@ class State:
             "SELECT runs.started, run_steps.status, run_steps.seconds FROM run_steps "
             "JOIN runs ON runs.id = run_steps.run WHERE node=? ORDER BY runs.id DESC LIMIT ?",
             (node, limit)).fetchall()
+
+
+def _older(schema: str) -> bool:
+    """Whether a state's schema version is an older one than this datamake's."""
+    try:
+        return int(schema) < SCHEMA_VERSION
+    except ValueError:
+        return False
 
 
 def _split(s: str) -> tuple[str, ...]:

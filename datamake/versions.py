@@ -13,7 +13,9 @@ import json
 import re
 from typing import Any, NamedTuple
 
-_NAME = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-([0-9a-f]{32})-([0-9a-f]{16}|none)(\..*)?$")
+# The content digest: 64 hex (BLAKE3), or 32 (the xxh3 digests of older datamakes: their
+# versions still list, and resolve by id).
+_NAME = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-([0-9a-f]{64}|[0-9a-f]{32})-([0-9a-f]{16}|none)(\..*)?$")
 
 
 class Version(NamedTuple):

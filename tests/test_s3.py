@@ -211,6 +211,13 @@ SHARED = """
 """
 
 
+@pytest.fixture
+def team_key(monkeypatch):
+    """The team's secret, in the environment of every build (as CI and developers set
+    it): entries are authenticated, so pickles and folders are restored too."""
+    monkeypatch.setenv("DATAMAKE_CACHE_KEY", "the team's secret")
+
+
 def teammates(tmp_path, datafile: str, numbers: str) -> tuple[Proj, Proj]:
     """Two separate project folders with the same Datafile and inputs."""
     pair = Proj(tmp_path / "alice"), Proj(tmp_path / "bob")
@@ -221,7 +228,7 @@ def teammates(tmp_path, datafile: str, numbers: str) -> tuple[Proj, Proj]:
     return pair
 
 
-def test_shared_cache_lets_a_teammate_start_where_the_first_stopped(tmp_path, s3):
+def test_shared_cache_lets_a_teammate_start_where_the_first_stopped(tmp_path, s3, team_key):
     alice, bob = teammates(tmp_path, SHARED.format(bucket=s3.bucket), "1 2 3 4\n")
     assert alice.built() == ["parsed", "scaled", "report"]
     assert any(k.startswith("team-cache/steps/") for k in s3.keys("team-cache/"))
@@ -301,7 +308,7 @@ def test_a_teammate_starts_where_a_yielding_step_finished(tmp_path, s3):
     assert os.listdir(carol.path(".datamake/tmp")) == []
 
 
-def test_a_teammate_gets_a_folder_output_from_the_shared_cache(tmp_path, s3):
+def test_a_teammate_gets_a_folder_output_from_the_shared_cache(tmp_path, s3, team_key):
     # A folder output goes to the shared cache as its files and the list of them; the
     # second folder gets the same files (subfolders included) and runs no recipe.
     datafile = f'    cache "s3://{s3.bucket}/team-cache"\n' + MODEL
@@ -316,7 +323,7 @@ def test_a_teammate_gets_a_folder_output_from_the_shared_cache(tmp_path, s3):
     assert bob.built() == []
 
 
-def test_a_corrupt_shared_entry_is_never_used(tmp_path, s3):
+def test_a_corrupt_shared_entry_is_never_used(tmp_path, s3, team_key):
     alice, bob = teammates(tmp_path, SHARED.format(bucket=s3.bucket), "1 2 3 4\n")
     assert alice.built() == ["parsed", "scaled", "report"]
     scaled = alice.path("out/scaled.json").read_bytes()
@@ -330,7 +337,7 @@ def test_a_corrupt_shared_entry_is_never_used(tmp_path, s3):
     assert bob.path("out/scaled.json").read_bytes() == scaled
 
 
-def test_the_cache_can_be_a_folder(tmp_path):
+def test_the_cache_can_be_a_folder(tmp_path, team_key):
     alice, bob = teammates(tmp_path, SHARED.replace('cache "s3://{bucket}/team-cache"', "")
                            .format(bucket=""), "5\n")
     folder = tmp_path / "shared"

@@ -96,7 +96,7 @@ def test_a_killed_builds_journal_is_read_and_folded(proj):
     # database.
     assert steps_in_db(proj) == []
     header, line, end = proj.path(".datamake/journal").read_text().split("\n")
-    assert (header, json.loads(line)[1][0], end) == ('["datamake-journal",1]', "a", "")
+    assert (header, json.loads(line)[1][0], end) == ('["datamake-journal",2]', "a", "")
     # A dry run (no lock, no fold) reads the journal too: only b and c are stale.
     assert proj.plan()["run"] == ["b", "c"]
     assert steps_in_db(proj) == []
@@ -136,7 +136,7 @@ def test_a_journal_of_another_version_is_not_read(proj):
     header, line = journal.read_text().split("\n")[:2]
     # The same line under another version's header, or under none (the first
     # journals had no header): not read, so `a` runs again.
-    journal.write_text('["datamake-journal",2]\n' + line + "\n")
+    journal.write_text('["datamake-journal",1]\n' + line + "\n")
     assert proj.plan()["run"] == ["a", "b", "c"]
     journal.write_text(line + "\n")
     assert proj.plan()["run"] == ["a", "b", "c"]
