@@ -47,14 +47,14 @@ class Watcher:
     def count(self, text: str) -> int:
         return sum(text in line for line in self.lines)
 
-    def wait(self, pred, timeout: float = 10.0, what: str = "") -> None:
+    def wait(self, pred, timeout: float = 60.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout
         while not pred():
             assert self.p.poll() is None, "the watcher died:\n" + "\n".join(self.lines)
             assert time.monotonic() < deadline, f"timed out waiting for {what}:\n" + "\n".join(self.lines)
             time.sleep(0.02)
 
-    def idle(self, n: int, timeout: float = 10.0) -> None:
+    def idle(self, n: int, timeout: float = 60.0) -> None:
         """Wait for the n-th 'waiting for changes'."""
         self.wait(lambda: self.count("waiting for changes") >= n, timeout, what=f"build #{n}")
 
