@@ -24,6 +24,7 @@ import sqlite3
 import stat
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
@@ -357,7 +358,11 @@ class State:
         check_layout(self.dir.parent)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            # Not inherited by programs this process runs (O_CLOEXEC); forked children
+            # close it (_close_locks_in_child): a flock lasts while any descriptor of it
+            # is open, so a child that outlived the build would hold it, and every later
+            # build wait.
+            fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
             raise StateError(f"cannot use `{self.dir / 'lock'}`: {e.strerror}") from None
         try:
@@ -373,6 +378,7 @@ class State:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+        _LOCKED.add(self)
         # Start from the state as it is now (another process may have built since this
         # object last read it), with what a killed build left in the journal folded in.
         self._rows = self._children = None
@@ -396,6 +402,7 @@ class State:
             failure = self._failure(e) if isinstance(e, sqlite3.DatabaseError) else e
             os.close(fd)
             self._lock_fd = None
+            _LOCKED.discard(self)
             if failure is e:
                 raise
             raise failure from None
@@ -411,6 +418,7 @@ class State:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
+            _LOCKED.discard(self)
 
     # -- the journal ------------------------------------------------------------------
 
@@ -891,6 +899,25 @@ class State:
 
 def _split(s: str) -> tuple[str, ...]:
     return tuple(s.split(SEP)) if s else ()
+
+
+# The States holding the build lock in this process. Every forked child (a pool worker,
+# the half-parser, a recipe's own fork or multiprocessing pool) closes their lock
+# descriptors at once: a flock lasts while any descriptor of it is open, so a child that
+# outlived a killed build would make every later build wait for ever.
+_LOCKED: "weakref.WeakSet[State]" = weakref.WeakSet()
+
+
+def _close_locks_in_child() -> None:
+    for st in list(_LOCKED):
+        fd, st._lock_fd = st._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    _LOCKED.clear()
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
 
 
 def _versions() -> dict[str, str]:
