@@ -235,22 +235,23 @@ def _shown(command: str, values: dict[str, str]) -> str:
 def run_shell(recipe: "RecipeInfo", values: dict[str, str], cwd: Path, filename: str,
               stdout: Any = None) -> None:
     """Run each `$ ` line with `sh -e`, like Make, `{name}` bound to `values[name]`
-    through the environment (see `expand_shell`). Raises RecipeFailure at the failed
-    line."""
-    import subprocess
+    through the environment (see `expand_shell`); what a line leaves running in the
+    background is stopped when it ends (`processes.run_line`). Raises RecipeFailure at
+    the failed line."""
+    from .processes import run_line
 
     env = dict(os.environ)
     env.update({shell_env_name(k): v for k, v in values.items()})
     for line, cmd in shell_commands(recipe):
         expanded = expand_shell(cmd, values)
         try:
-            proc = subprocess.run(["sh", "-ec", expanded], cwd=cwd, stdout=stdout, env=env)
+            returncode = run_line(["sh", "-ec", expanded], cwd, stdout, env)
         except OSError as e:
             raise RecipeFailure(f"{filename}:{line}: cannot run sh: {e}",
                                 f"{filename}:{line}: cannot run sh: {e}\n") from None
-        if proc.returncode != 0:
-            status = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
-                      else f"exit status {proc.returncode}")
+        if returncode != 0:
+            status = (f"killed by signal {-returncode}" if returncode < 0
+                      else f"exit status {returncode}")
             raise RecipeFailure(f"{filename}:{line}: shell command failed ({status})",
                                 f"  File \"{filename}\", line {line}\n    $ {cmd}\n"
                                 f"shell command failed ({status}): {_shown(cmd, values)}\n")
