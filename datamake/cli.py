@@ -1,6 +1,6 @@
 """The command line: the only user of click. Flags become a call into the layers below;
 errors become exit codes (0 ok, 1 a recipe failed or `-q` found work, 2 the Datafile or
-the command line is wrong, 130 interrupted)."""
+the command line is wrong, 130 interrupted, 143 stopped by SIGTERM)."""
 from __future__ import annotations
 
 import os
@@ -217,9 +217,10 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
     except DatamakeError as e:
         reporter.error(e)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        # Ctrl-C exits 130; SIGTERM (a CI timeout, `kill`) 143, as a process it ended would.
         reporter.note("interrupted; the outputs of every finished step are kept")
-        return EXIT_INTERRUPTED
+        return getattr(e, "exit_code", EXIT_INTERRUPTED)
     finally:
         if project is not None:
             project.close()

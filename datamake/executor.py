@@ -21,7 +21,7 @@ from .graph import RuleNode
 from .hashing import hash_text
 from .planner import Planner, Reason, Verdict
 from .recipe import RecipeFailure, module_name
-from .runners import Runner, runner_factory
+from .runners import Runner, WorkerDied, runner_factory
 from .state import StepRecord
 from .worker import Context, Job, JobResult, StepResult, commit
 
@@ -78,8 +78,9 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
           executor: str = "local", cache_read_only: bool = False) -> BuildResult:
     """Build `targets` (or plan them, with `dry_run`) with up to `jobs` recipes at once;
     `cache_read_only`: fetch from the shared cache, upload nothing. Raises
-    KeyboardInterrupt after recording what finished, UsageError for an executor that
-    cannot reach the build's files."""
+    KeyboardInterrupt after recording what finished (`processes.Interrupted` for SIGINT
+    or SIGTERM once a step has started), UsageError for an executor that cannot reach
+    the build's files."""
     t0 = time.perf_counter()
     graph = project.graph
     rules = graph.needed(targets)
@@ -135,6 +136,8 @@ def build(project: "Project", targets: list[str], reporter: "Reporter", *,
                 if state.cache_total() > cache_limit():
                     run.caches.local.gc(cache_limit())
             state.unlock()
+        if run.restore_signals is not None:
+            run.restore_signals()
         result.seconds = time.perf_counter() - t0
     return result
 
@@ -174,6 +177,7 @@ class _Build:
         self.caches = caches
         self.factory = factory
         self.started: Runner | None = None
+        self.restore_signals: Callable[[], None] | None = None
         self.graph = project.graph
         self.catalog = project.catalog
         self.planner = planner
@@ -200,6 +204,11 @@ class _Build:
     @property
     def runner(self) -> "Runner | None":
         if self.started is None and self.factory is not None:
+            # From the first step on, SIGTERM (a CI timeout, `kill`) stops the build as
+            # Ctrl-C does, and a recipe's own KeyboardInterrupt is told from either.
+            from . import processes
+
+            self.restore_signals = processes.handle_signals()
             self.started = self.factory()
         return self.started
 
@@ -568,11 +577,15 @@ class _Build:
         done = None
         if node.generator:
             done = self.prepare_yielding(node, task.verdict)
+        journal = None
+        if node.generator and self.started is not None and self.started.journals:
+            v = task.verdict
+            journal = (v.sig or "", v.code_fp, v.params_fp, v.inputs_fp or "")
         return Job(self._root, project.display, datasets, params, recipe, python, folder,
                    node, task.step, task.key, whole_keys, pins, done,
                    self._cache_dir, self.reporter.json,
-                   self.started.queue() if node.generator and self.started else None,
-                   module, others)
+                   self.started.queue() if node.generator and self.started and not journal
+                   else None, module, others, journal)
 
     def in_process(self, job: Job) -> Context | None:
         """Steps run here share the build's catalog (and its listings) and namespace."""
@@ -612,14 +625,20 @@ class _Build:
             sizes.append((digest, size))
         return outputs, sizes
 
-    def drain_partitions(self, events: list[tuple[str, str, str, str, str]]) -> None:
-        """Record the partitions yielding recipes wrote, the moment they are reported."""
+    def drain_partitions(self, events: list[tuple[str, str, str, str, str]],
+                         recorded: bool = False) -> None:
+        """Record the partitions yielding recipes wrote, the moment they are reported
+        (`recorded`: pool workers recorded them in their own journals, and the state has
+        taken those in: only their stamps are to be looked at again)."""
         for step, key, path, stamp, digest in events:
             task = self.running.get(step)
             if task is None:
                 continue
             out = task.node.outputs[0]
-            self.record_partition(task.verdict, out, key, path, stamp, digest)
+            if not recorded:
+                self.record_partition(task.verdict, out, key, path, stamp, digest)
+            elif stable(stamp) != stamp:
+                self.young.append((f"{out}[{key}]", (path,), (stamp,)))
             self.reporter.step_progress(step, len(self._recorded_keys(out, task.verdict.sig)),
                                         None)
 
@@ -641,13 +660,20 @@ class _Build:
         rr.outstanding -= 1
         seconds = time.perf_counter() - task.started
         if isinstance(outcome, BaseException):
-            if isinstance(outcome, KeyboardInterrupt):
+            from . import processes
+
+            if isinstance(outcome, KeyboardInterrupt) and processes.interrupted():
                 raise outcome
             if isinstance(outcome, RecipeFailure):
                 text, summary, help_ = outcome.text, outcome.summary, None
             elif isinstance(outcome, (CatalogError, InputMissing)):
                 text = summary = str(outcome)
                 help_ = outcome.help
+            elif isinstance(outcome, WorkerDied):
+                text = summary = str(outcome)
+                help_ = ("the process ended without an exception: a signal, memory "
+                         "exhausted, a crash in native code or os.abort(); run with -j 1 "
+                         "to see the recipe fail on its own")
             else:
                 text = summary = f"{type(outcome).__name__}: {outcome}"
                 help_ = None

@@ -245,6 +245,7 @@ def _parse_in_halves(text: str, path: str, base: Path) -> model.Datafile | None:
         except (AttributeError, ValueError, OSError):
             pass  # None, closed, or a broken pipe: nothing to write twice
     r, w = os.pipe()
+    parent = os.getpid()
     try:
         pid = os.fork()
     except OSError:  # no memory or process left for a child: one process parses
@@ -254,6 +255,11 @@ def _parse_in_halves(text: str, path: str, base: Path) -> model.Datafile | None:
     if pid == 0:  # the child: parse, send the result, and vanish (no exit handlers)
         code = 1
         try:
+            # It dies with its parent (killed while parsing a huge Datafile, or by a
+            # timeout around `--check`), and exits at once if the parent is gone already.
+            from .processes import die_with_parent
+
+            die_with_parent(parent)
             os.close(r)
             with os.fdopen(w, "wb") as out:
                 out.write(pickle.dumps(_parse_quietly(second, path, base),

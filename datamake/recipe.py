@@ -6,6 +6,8 @@ tracebacks and `linecache` show the Datafile lines without any line map.
 """
 from __future__ import annotations
 
+import _thread
+import contextlib
 import functools
 import marshal
 import os
@@ -76,12 +78,11 @@ class Namespace:
                 try:
                     code = compile(parse_at("if True:\n" + text + "\n", line - 1, filename),
                                    filename, "exec")
-                    exec(code, mod.__dict__)
+                    with exits_contained():
+                        exec(code, mod.__dict__)
                 except BaseException as e:
-                    if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                        raise
                     self._module = None
-                    raise failure(e, "the `python:` block failed") from None
+                    raise recipe_error(e, "the `python:` block") from None
         return self._module.__dict__
 
 
@@ -110,9 +111,99 @@ def failure(exc: BaseException, summary: str) -> RecipeFailure:
     _drop_own_frames(te)
     text = "".join(te.format())
     last = "".join(te.format_exception_only()).strip().splitlines()[-1]
+    return RecipeFailure(f"{_where(te)}{last}", f"{summary}\n{text}".rstrip() + "\n")
+
+
+def _where(te) -> str:
     where = next((f for f in reversed(te.stack) if not f.filename.startswith(_PACKAGE_DIR)), None)
-    loc = f"{where.filename}:{where.lineno}: " if where else ""
-    return RecipeFailure(f"{loc}{last}", f"{summary}\n{text}".rstrip() + "\n")
+    return f"{where.filename}:{where.lineno}: " if where else ""
+
+
+class RecipeExit(BaseException):
+    """Raised in place of `os._exit` called by a recipe (see `exits_contained`)."""
+
+    def __init__(self, code: Any):
+        super().__init__(code)
+        self.code = code
+
+
+def recipe_error(exc: BaseException, what: str) -> BaseException:
+    """What an exception out of user code (`what`: "the recipe of `x`", "the `python:`
+    block") becomes: a RecipeFailure, whatever it is, so that a recipe never decides the
+    build's exit code. `sys.exit(0)` would end the build green with nothing built,
+    `sys.exit(3)` exit 3, a recipe's own `raise KeyboardInterrupt` pass for Ctrl-C. Only
+    an interruption this process was sent (SIGINT, SIGTERM) is returned as it is, to
+    stop the build."""
+    from . import processes
+
+    if isinstance(exc, KeyboardInterrupt) and processes.interrupted():
+        return exc
+    if isinstance(exc, (SystemExit, RecipeExit)):
+        code = exc.code
+        call = (f"os._exit({code!r})" if isinstance(exc, RecipeExit)
+                else "sys.exit()" if code is None else f"sys.exit({code!r})")
+        return _exit_failure(exc, f"{what} called {call}",
+                             "help: a recipe ends its step, never the build: raise an "
+                             "exception to fail the step, or return its value")
+    if isinstance(exc, KeyboardInterrupt):
+        f = failure(exc, f"{what} raised KeyboardInterrupt:")
+        return RecipeFailure(f.summary.replace("KeyboardInterrupt", f"{what} raised KeyboardInterrupt"),
+                             f.text + "help: only Ctrl-C (SIGINT) or SIGTERM sent to datamake "
+                                      "stops the build; a recipe that fails raises another "
+                                      "exception\n")
+    return failure(exc, f"{what} failed:")
+
+
+def _exit_failure(exc: BaseException, message: str, help_: str) -> RecipeFailure:
+    """A recipe that exited: where (the user's frames), and why that failed its step."""
+    import traceback
+
+    te = traceback.TracebackException.from_exception(exc)
+    _drop_own_frames(te)
+    stack = "".join(te.stack.format())
+    return RecipeFailure(f"{_where(te)}{message}",
+                         f"{message}:\nTraceback (most recent call last):\n{stack}{help_}\n")
+
+
+# os._exit cannot be caught. Called by a recipe in the build's own process (-j 1) it
+# would end the build at once, silently and with the recipe's exit code (the finished
+# steps' records are kept, but nothing is reported and -k goes no further); in a pool
+# worker it would break the pool. So while user code runs, os._exit is replaced by a
+# function that raises RecipeExit in that code's own thread and process, and is the real
+# os._exit anywhere else: in a process the recipe forked (multiprocessing's fork start
+# method ends its children with os._exit), in other threads (a Dask worker's own). The
+# real one is put back as soon as no recipe runs. What the replacement cannot stop
+# (os.abort, a signal, a crash in native code) ends the process: in a pool worker the
+# step fails with the worker's exit status (see runners.py).
+_REAL_EXIT = os._exit
+_contained: dict[tuple[int, int], int] = {}  # (pid, thread) -> user code running in it
+_contained_lock = _thread.allocate_lock()
+
+
+def _contained_exit(code: int) -> None:
+    if (os.getpid(), _thread.get_ident()) in _contained:
+        raise RecipeExit(code)
+    _REAL_EXIT(code)
+
+
+@contextlib.contextmanager
+def exits_contained():
+    """While user code runs in this thread: `os._exit` fails it (RecipeExit) instead of
+    ending the process."""
+    key = (os.getpid(), _thread.get_ident())
+    with _contained_lock:
+        _contained[key] = _contained.get(key, 0) + 1
+        os._exit = _contained_exit
+    try:
+        yield
+    finally:
+        with _contained_lock:
+            if _contained[key] > 1:
+                _contained[key] -= 1
+            else:
+                del _contained[key]
+            if not _contained:
+                os._exit = _REAL_EXIT
 
 
 def _drop_own_frames(te) -> None:
@@ -235,22 +326,23 @@ def _shown(command: str, values: dict[str, str]) -> str:
 def run_shell(recipe: "RecipeInfo", values: dict[str, str], cwd: Path, filename: str,
               stdout: Any = None) -> None:
     """Run each `$ ` line with `sh -e`, like Make, `{name}` bound to `values[name]`
-    through the environment (see `expand_shell`). Raises RecipeFailure at the failed
-    line."""
-    import subprocess
+    through the environment (see `expand_shell`); what a line leaves running in the
+    background is stopped when it ends (`processes.run_line`). Raises RecipeFailure at
+    the failed line."""
+    from .processes import run_line
 
     env = dict(os.environ)
     env.update({shell_env_name(k): v for k, v in values.items()})
     for line, cmd in shell_commands(recipe):
         expanded = expand_shell(cmd, values)
         try:
-            proc = subprocess.run(["sh", "-ec", expanded], cwd=cwd, stdout=stdout, env=env)
+            returncode = run_line(["sh", "-ec", expanded], cwd, stdout, env)
         except OSError as e:
             raise RecipeFailure(f"{filename}:{line}: cannot run sh: {e}",
                                 f"{filename}:{line}: cannot run sh: {e}\n") from None
-        if proc.returncode != 0:
-            status = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
-                      else f"exit status {proc.returncode}")
+        if returncode != 0:
+            status = (f"killed by signal {-returncode}" if returncode < 0
+                      else f"exit status {returncode}")
             raise RecipeFailure(f"{filename}:{line}: shell command failed ({status})",
                                 f"  File \"{filename}\", line {line}\n    $ {cmd}\n"
                                 f"shell command failed ({status}): {_shown(cmd, values)}\n")

@@ -12,6 +12,11 @@ and the next build folds first if this one was killed. Readers see the journal t
 Until the fold, the database plus the journal is the state: a write that older journal
 lines could overtake folds them first, and new stamps for a record still in the journal
 go into that record, so the order of writes is kept.
+
+Pool workers (`-j`) record the partitions a yielding recipe writes in journals of their
+own, `.datamake/journal.<pid>` (`WorkerJournal`): the build takes their lines in as
+they come, and folds them with its own; a build killed before it could leaves them to
+the next, which folds them first, as it does the build's journal.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import sqlite3
 import stat
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
@@ -39,6 +45,7 @@ FOLD_EVERY = 10_000  # journal lines held before a fold mid-build (bounds memory
 # The journal's first line: its format's version. A journal without it (another
 # version's, or torn in its first write) is not read: its steps run again.
 JOURNAL_HEADER = b'["datamake-journal",2]\n'
+WORKER_JOURNAL = JOURNAL + "."  # + a pool worker's pid
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -195,6 +202,9 @@ class State:
         self._journal_read = False
         self.warnings: list[str] = []  # for the build to tell (a damaged state set aside)
         self._aside = 0  # damaged databases set aside by this object
+        # Workers' journals: file name -> bytes taken in (None: not to be read further).
+        self._workers: dict[str, int | None] = {}
+        self._workers_ran = False
 
     # -- connection -------------------------------------------------------------------
 
@@ -364,7 +374,11 @@ class State:
         check_layout(self.dir.parent)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            # Not inherited by programs this process runs (O_CLOEXEC); forked children
+            # close it (_close_locks_in_child): a flock lasts while any descriptor of it
+            # is open, so a child that outlived the build would hold it, and every later
+            # build wait.
+            fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
             raise StateError(f"cannot use `{self.dir / 'lock'}`: {e.strerror}") from None
         try:
@@ -380,6 +394,7 @@ class State:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+        _LOCKED.add(self)
         # Start from the state as it is now (another process may have built since this
         # object last read it), with what a killed build left in the journal folded in.
         self._rows = self._children = None
@@ -389,6 +404,8 @@ class State:
         self._pending_cache.clear()
         self._journal_lines = 0
         self._journal_read = False
+        self._workers.clear()
+        self._workers_ran = False
         try:
             self._probe()
             self._read_journal()
@@ -403,14 +420,20 @@ class State:
             failure = self._failure(e) if isinstance(e, sqlite3.DatabaseError) else e
             os.close(fd)
             self._lock_fd = None
+            _LOCKED.discard(self)
             if failure is e:
                 raise
             raise failure from None
+        self._remove_worker_journals()  # folded (or not to be trusted)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
             with contextlib.suppress(OSError, sqlite3.Error, StateError):
+                if self._workers_ran:  # what they wrote since the build last looked
+                    self._read_workers()
                 self.fold()  # else the next build folds it
+                if self._workers_ran:
+                    self._remove_worker_journals()
         self.flush()
         if self._journal_fd is not None:
             os.close(self._journal_fd)
@@ -418,6 +441,7 @@ class State:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
+            _LOCKED.discard(self)
 
     # -- the journal ------------------------------------------------------------------
 
@@ -446,9 +470,14 @@ class State:
                     os.truncate(self.journal_path, 0)
 
     def _checked(self, entry: list) -> list:
-        """A journal line read back, as `record_step` wrote it. Raises ValueError (or
-        TypeError) for a line that is not one."""
-        kind, row, texts, cached = entry
+        """A journal line read back, as `record_step` (or a `WorkerJournal`, which adds
+        what the build needs to know of it) wrote it. Raises ValueError (or TypeError)
+        for a line that is not one."""
+        kind, row, texts, cached, *extra = entry
+        if len(extra) > 1 or (extra and not (
+                isinstance(extra[0], list) and len(extra[0]) == 2
+                and all(isinstance(x, str) for x in extra[0]))):
+            raise ValueError("not a journal line")
         row = tuple(row)
         if kind != "step" or len(row) != 11 or not all(isinstance(x, str) for x in row[:9]):
             raise ValueError("not a journal line")
@@ -457,11 +486,11 @@ class State:
             sig, outputs, sizes, now = cached
             cached = (str(sig), [(str(o), str(d)) for o, d in outputs],
                       [(str(d), int(n)) for d, n in sizes], float(now))
-        return [kind, row, texts, cached]
+        return [kind, row, texts, cached, *extra]
 
     def _apply(self, entry: list) -> None:
         """Take a journal line into the overlay the readers see."""
-        _, row, texts, cached = entry
+        _, row, texts, cached = entry[:4]
         self._pending[row[0]] = row
         if texts:
             self._pending_texts.update(texts)
@@ -485,10 +514,10 @@ class State:
             with open(self.journal_path, "rb") as f:
                 data = f.read()
         except OSError:
-            return
-        if not data.startswith(JOURNAL_HEADER):
-            return  # empty, another version's, or torn before its first line ended
-        for line in data[len(JOURNAL_HEADER):].split(b"\n"):
+            data = b""
+        # Not read when empty, another version's, or torn before its first line ended.
+        lines = data[len(JOURNAL_HEADER):].split(b"\n") if data.startswith(JOURNAL_HEADER) else []
+        for line in lines:
             if not line:
                 continue
             try:
@@ -496,6 +525,81 @@ class State:
             except (ValueError, TypeError, IndexError):
                 break  # torn by a crash (or not ours): what follows is not trusted
             self._journal_lines += 1
+        # The workers' lines come after the build's: the build records nothing of a
+        # partition a worker wrote after the worker has.
+        self._read_workers()
+
+    def _read_workers(self) -> list[list]:
+        """Take in what the pool workers' journals hold beyond what was taken already:
+        whole lines only (a worker may be writing the next). Returns the entries."""
+        try:
+            names = [n for n in os.listdir(self.dir) if n.startswith(WORKER_JOURNAL)]
+        except OSError:
+            return []
+        taken: list[list] = []
+        for name in sorted(names):
+            start = self._workers.get(name, 0)
+            if start is None:
+                continue
+            try:
+                with open(self.dir / name, "rb") as f:
+                    f.seek(start)
+                    data = f.read()
+            except OSError:
+                continue
+            pos = 0
+            if start == 0:
+                if not data.startswith(JOURNAL_HEADER):
+                    if not JOURNAL_HEADER.startswith(data):  # not a journal of ours
+                        self._workers[name] = None
+                    continue  # else its first line is being written
+                pos = len(JOURNAL_HEADER)
+            while True:
+                end = data.find(b"\n", pos)
+                if end < 0:
+                    break
+                try:
+                    entry = self._checked(json.loads(data[pos:end]))
+                except (ValueError, TypeError, IndexError):
+                    self._workers[name] = None  # torn by a crash: what follows is not trusted
+                    break
+                self._apply(entry)
+                self._journal_lines += 1
+                taken.append(entry)
+                pos = end + 1
+            if self._workers.get(name, 0) is not None:
+                self._workers[name] = start + pos
+        return taken
+
+    def take_worker_records(self) -> list[tuple[str, str, str, str, str]]:
+        """The partitions pool workers recorded in their journals since the last call,
+        now part of the state as if recorded here (the fold takes them to the
+        database): (step, key, path, stamp as observed, digest) each."""
+        self._workers_ran = True
+        if self._rows is None:
+            self._all_rows()
+        out = []
+        for entry in self._read_workers():
+            row = entry[1]
+            if len(entry) < 5:
+                continue
+            step, stamp = entry[4]
+            node = row[0]
+            out.append((step, node[node.find("[") + 1:-1], row[5], stamp, row[7]))
+        if self._journal_lines >= FOLD_EVERY and self._lock_fd is not None:
+            self.fold()
+        return out
+
+    def _remove_worker_journals(self) -> None:
+        """After a fold under the lock: the workers' journals are in the database."""
+        try:
+            names = [n for n in os.listdir(self.dir) if n.startswith(WORKER_JOURNAL)]
+        except OSError:
+            return
+        for name in names:
+            with contextlib.suppress(OSError):
+                os.unlink(self.dir / name)
+        self._workers.clear()
 
     @_guarded
     def fold(self) -> None:
@@ -603,9 +707,7 @@ class State:
                     cached: tuple[list, list] | None = None) -> None:
         """Record a finished step, its line in the run history and (`cached`: outputs,
         object sizes) its entry in the local cache: one line in the journal."""
-        row = (rec.node, rec.sig, rec.code_fp, rec.params_fp, rec.inputs_fp,
-               SEP.join(rec.out_paths), SEP.join(rec.out_stamps), SEP.join(rec.out_digests),
-               json.dumps(rec.detail, separators=(",", ":")), rec.built_at, rec.seconds)
+        row = _row(rec)
         new_texts = [(h, t) for h, t in (texts or {}).items()
                      if h not in self._texts_known and h not in self._pending_texts]
         entry: list = ["step", row, new_texts, None]
@@ -904,8 +1006,59 @@ def _older(schema: str) -> bool:
         return False
 
 
+def _row(rec: StepRecord) -> tuple:
+    """A record as a row of the steps table (and a journal line's)."""
+    return (rec.node, rec.sig, rec.code_fp, rec.params_fp, rec.inputs_fp,
+            SEP.join(rec.out_paths), SEP.join(rec.out_stamps), SEP.join(rec.out_digests),
+            json.dumps(rec.detail, separators=(",", ":")), rec.built_at, rec.seconds)
+
+
 def _split(s: str) -> tuple[str, ...]:
     return tuple(s.split(SEP)) if s else ()
+
+
+class WorkerJournal:
+    """Where a pool worker records the partitions a yielding recipe writes: its own
+    `.datamake/journal.<pid>`, one line (one `write`) per partition, in the build's
+    journal's format. The build takes the lines in as they come (`take_worker_records`);
+    a build killed before it could is followed by one that folds them first, as it does
+    the build's own journal. So a kill loses at most the partition in flight, and
+    recording one costs a `write`."""
+
+    def __init__(self, root: str):
+        self.path = os.path.join(root, STATE_DIR, f"{WORKER_JOURNAL}{os.getpid()}")
+        self._fd: int | None = None
+
+    def append(self, rec: StepRecord, step: str, stamp: str) -> None:
+        """Record partition `rec` of `step`, whose stamp was observed as `stamp` (the
+        build restamps a young one at its end, as it does its own)."""
+        line = (json.dumps(["step", _row(rec), [], None, [step, stamp]],
+                           separators=(",", ":")) + "\n").encode()
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                               0o644)
+            if os.fstat(self._fd).st_size == 0:  # the header with the first line: one write
+                line = JOURNAL_HEADER + line
+        os.write(self._fd, line)
+
+
+# The States holding the build lock in this process. Every forked child (a pool worker,
+# the half-parser, a recipe's own fork or multiprocessing pool) closes their lock
+# descriptors at once: a flock lasts while any descriptor of it is open, so a child that
+# outlived a killed build would make every later build wait for ever.
+_LOCKED: "weakref.WeakSet[State]" = weakref.WeakSet()
+
+
+def _close_locks_in_child() -> None:
+    for st in list(_LOCKED):
+        fd, st._lock_fd = st._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    _LOCKED.clear()
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
 
 
 def _versions() -> dict[str, str]:

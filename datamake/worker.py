@@ -16,9 +16,11 @@ from typing import Any, Callable, NamedTuple
 
 from . import formats
 from .cache import folder_object, link_or_copy
-from .catalog import Catalog, PartitionMap, Pending, folder_digest, folder_files
+from .catalog import Catalog, PartitionMap, Pending, folder_digest, folder_files, stable
 from .graph import RuleNode
-from .recipe import Namespace, RecipeFailure, RecipeInfo, failure, make_function, run_shell
+from .recipe import (Namespace, RecipeFailure, RecipeInfo, exits_contained, make_function,
+                     recipe_error, run_shell)
+from .state import StepRecord, WorkerJournal
 
 
 class StepResult(NamedTuple):
@@ -53,6 +55,9 @@ class Job(NamedTuple):
     # Other Datafiles whose rules write its inputs, as (scope, module, python: blocks,
     # folder): their blocks run before the inputs load (pickles of their classes).
     others: tuple[tuple[str, str, tuple[tuple[str, int, str], ...], str], ...] = ()
+    # In a pool worker, a yielding step records each partition in the worker's own
+    # journal, under (sig, code_fp, params_fp, inputs_fp): see state.WorkerJournal.
+    journal: tuple[str, str, str, str] | None = None
 
 
 class JobResult(NamedTuple):
@@ -93,7 +98,9 @@ def run_job(job: Job, ctx: Context | None = None,
     Raises RecipeFailure or CatalogError; an interrupted job leaves nothing behind."""
     t0 = time.perf_counter()
     ctx = ctx or context(job)
-    if on_partition is None and job.queue is not None:
+    if on_partition is None and job.journal is not None:
+        on_partition = _journaled(job)
+    elif on_partition is None and job.queue is not None:
         def on_partition(key: str, path: str, stamp: str, digest: str) -> None:
             job.queue.put((job.step, key, path, stamp, digest))
     pendings = run_step(ctx, job.node, job.step, job.key, job.whole_keys, job.quiet_stdout,
@@ -108,6 +115,27 @@ def run_job(job: Job, ctx: Context | None = None,
             ctx.catalog.discard(p)
         raise
     return JobResult(res, tuple(pendings), tuple(kept))
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_journal(root: str, pid: int) -> WorkerJournal:
+    return WorkerJournal(root)  # one per worker process (the pid names it)
+
+
+def _journaled(job: Job) -> Callable[[str, str, str, str], None]:
+    """Where a pool worker reports the partitions of a yielding step: a line each in its
+    own journal, which the build reads, and which outlives a kill of the build."""
+    journal = _worker_journal(job.root, os.getpid())
+    out = job.node.outputs[0]
+    assert job.journal is not None
+    sig, code_fp, params_fp, inputs_fp = job.journal
+
+    def on_partition(key: str, path: str, stamp: str, digest: str) -> None:
+        journal.append(StepRecord(f"{out}[{key}]", sig, code_fp, params_fp, inputs_fp,
+                                  (path,), (stable(stamp),), (digest,), {}, time.time(), 0.0),
+                       job.step, stamp)
+
+    return on_partition
 
 
 def keep(p: Pending, cache_dir: str) -> list[tuple[str, int]]:
@@ -194,12 +222,10 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
                 _drain(fn(**kwargs), node, step, ctx, redirect, on_partition, cache_dir)
                 return []
             try:
-                with redirect:
+                with redirect, exits_contained():
                     value = fn(**kwargs)
-            except (KeyboardInterrupt, SystemExit):
-                raise
             except BaseException as e:
-                raise failure(e, f"the recipe of `{step}` failed:") from None
+                raise recipe_error(e, f"the recipe of `{step}`") from None
             value_outs = [o for o in node.outputs if o not in path_pending]
             values = _split(value, value_outs, node, ctx.display, recipe.header_line)
             sealed = {o: cat.seal(p) for o, p in path_pending.items()}
@@ -273,14 +299,12 @@ def _drain(gen: Any, node: RuleNode, step: str, ctx: "Context", redirect: Any,
     where = f"{ctx.display}:{ctx.recipe.header_line}"
     while True:
         try:
-            with redirect:
+            with redirect, exits_contained():
                 item = next(gen)
         except StopIteration:
             return
-        except (KeyboardInterrupt, SystemExit):
-            raise
         except BaseException as e:
-            raise failure(e, f"the recipe of `{step}` failed:") from None
+            raise recipe_error(e, f"the recipe of `{step}`") from None
         key, value = partition_key(item, node, step, where)
         pending = cat.write(out, value, key)
         del item, value

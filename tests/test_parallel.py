@@ -188,3 +188,96 @@ def test_ctrl_c_with_j2_stops_everything_and_keeps_what_finished(proj):
     assert proj.plan()["fresh"] == ["quick"]  # kept, and recorded
     alive = subprocess.run(["pgrep", "-g", str(p.pid)], capture_output=True, text=True).stdout
     assert alive.strip() == ""  # no worker left behind
+
+
+# -- killing the build ------------------------------------------------------------------
+
+KILLED = """
+    python:
+        import os, time
+%s
+    all: quick a b
+    quick:
+        "done"
+    a:
+        me("a")
+        time.sleep(float(os.environ.get("SLEEP", "0")))
+        "a"
+    b:
+        me("b")
+        time.sleep(float(os.environ.get("SLEEP", "0")))
+        "b"
+"""
+
+
+def killed_datafile() -> str:
+    from procutil import ME
+
+    return KILLED % "\n".join("    " + line for line in ME.strip("\n").splitlines())
+
+
+def start_j2(proj, **env):
+    import subprocess
+    import sys
+
+    from conftest import clean_env
+
+    return subprocess.Popen([sys.executable, "-m", "datamake", "-j2"], cwd=proj.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env(**env))
+
+
+def test_kill_9_of_a_j2_build_never_hangs_the_next(proj):
+    # A CI timeout or the OOM killer: the build's own process is killed outright while
+    # its workers run. The workers die with it, and none keeps the build lock: the next
+    # build runs at once (it waited for ever).
+    from procutil import alive, idents, wait_until
+
+    proj.write("Datafile", killed_datafile())
+    p = start_j2(proj, SLEEP="60")
+    wait_until(lambda: len(idents(proj.path("pids"))) == 2, 60, "both workers started")
+    workers = idents(proj.path("pids"))
+    assert all(alive(w) for w in workers.values())
+    p.kill()
+    p.communicate(timeout=30)
+    wait_until(lambda: not any(alive(w) for w in workers.values()), 30,
+               f"the workers {workers} died with the build")
+    r = proj.run("-j2", "--json", timeout=60)  # a hang guard, never a measure
+    assert r.code == 0, r.err
+    assert sorted(r.json["built"]) == ["a", "b"]
+    assert r.json["fresh"] == ["quick"]  # finished before the kill: kept
+
+
+def test_no_worker_holds_the_build_lock(proj):
+    # A flock lasts while any descriptor of it is open: a worker that inherited the
+    # build's would hold the lock for as long as it lived.
+    from procutil import idents, lock_holders, wait_until
+
+    proj.write("Datafile", killed_datafile())
+    p = start_j2(proj, SLEEP="60")
+    wait_until(lambda: len(idents(proj.path("pids"))) == 2, 60, "both workers started")
+    workers = [int(w.split()[0]) for w in idents(proj.path("pids")).values()]
+    try:
+        assert lock_holders([p.pid], proj.root) == [p.pid]  # the build holds it
+        assert lock_holders(workers, proj.root) == []
+    finally:
+        p.terminate()
+        p.communicate(timeout=60)
+
+
+def test_sigterm_of_a_j2_build_is_an_interruption(proj):
+    # As Ctrl-C: what finished is kept, the workers are stopped, and the exit status
+    # says SIGTERM (143), as a process ended by it would.
+    from procutil import alive, idents, wait_until
+
+    proj.write("Datafile", killed_datafile())
+    p = start_j2(proj, SLEEP="60")
+    wait_until(lambda: len(idents(proj.path("pids"))) == 2, 60, "both workers started")
+    workers = idents(proj.path("pids"))
+    p.terminate()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "interrupted; the outputs of every finished step are kept" in err
+    assert "Traceback" not in err
+    assert not any(alive(w) for w in workers.values())
+    assert proj.plan()["fresh"] == ["quick"]
