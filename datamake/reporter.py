@@ -10,7 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .diagnostics import render
+from .diagnostics import render_all
 from .errors import DatafileError, Diagnostic
 
 if TYPE_CHECKING:
@@ -41,8 +41,7 @@ class Reporter:
     # -- messages -------------------------------------------------------------------
 
     def diagnostics(self, diags: list[Diagnostic]) -> None:
-        for d in diags:
-            self.err.write(render(d, color=self.color))
+        self.err.write(render_all(diags, color=self.color))
         self.err.flush()
 
     def error(self, exc: BaseException) -> None:
