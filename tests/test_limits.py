@@ -47,6 +47,69 @@ DEEP = "a parameter's value is a Python literal; compute anything deeper in a ru
 SPLIT = "split the expression into several statements"
 
 
+def test_deep_unary_parameter(tmp_path):
+    # Python's parser runs out of stack (RecursionError) on 5,000 unary minuses.
+    assert rendered(tmp_path, {"Datafile": "param p = " + "-" * 5000 + "1\n"}) == (
+        "Datafile:1:11: error: the value of parameter `p` is nested more than 200 levels deep\n"
+        "  |\n"
+        "1 | param p = " + "-" * 110 + "...\n"
+        "  |           " + "^" * 110 + "\n"
+        f"help: {DEEP}\n")
+
+
+def test_long_sum_parameter(tmp_path):
+    assert rendered(tmp_path, {"Datafile": "param p = " + "+".join(["1"] * 50_000) + "\n"}) == (
+        "Datafile:1:11: error: the value of parameter `p` is nested more than 200 levels deep\n"
+        "  |\n"
+        "1 | param p = " + "1+" * 55 + "...\n"
+        "  |           " + "^" * 110 + "\n"
+        f"help: {DEEP}\n")
+
+
+def test_deeply_nested_valid_python_in_a_recipe(tmp_path):
+    # Valid Python that Python itself compiles (1,000 terms) is refused at the 201st level,
+    # before anything recurses over it (compiling, fingerprinting).
+    text = "out:\n    x = 1\n    " + " + ".join(["x"] * 1000) + "\n"
+    assert rendered(tmp_path, {"Datafile": text}) == (
+        "Datafile:3:5: error: the recipe of `out` is nested more than 200 levels deep\n"
+        "  |\n"
+        "3 |     " + "x + " * 29 + "...\n"
+        "  |     " + "^" * 116 + "\n"
+        f"help: {SPLIT}\n")
+
+
+def test_recipe_too_deep_for_pythons_parser(tmp_path):
+    # RecursionError inside `ast.parse`: no node to point at, so the longest line.
+    text = "out:\n    x = 1\n    y = " + "-" * 5000 + "x\n    y\n"
+    assert rendered(tmp_path, {"Datafile": text}) == (
+        "Datafile:3:5: error: the recipe of `out` is nested more than 200 levels deep\n"
+        "  |\n"
+        "3 |     y = " + "-" * 112 + "...\n"
+        "  |     " + "^" * 116 + "\n"
+        f"help: {SPLIT}\n")
+
+
+def test_200_nested_brackets_in_a_recipe(tmp_path):
+    # CPython's parser raises MemoryError ("too many nested parentheses" nearby).
+    text = "out:\n    " + "[1, " * 200 + "]" * 200 + "\n"
+    assert rendered(tmp_path, {"Datafile": text}) == (
+        "Datafile:2:5: error: the recipe of `out` is nested more than 200 levels deep\n"
+        "  |\n"
+        "2 |     " + "[1, " * 29 + "...\n"
+        "  |     " + "^" * 116 + "\n"
+        f"help: {SPLIT}\n")
+
+
+def test_deep_python_block(tmp_path):
+    text = "python:\n    x = 1\n    y = " + " + ".join(["x"] * 300) + "\nout:\n    1\n"
+    assert rendered(tmp_path, {"Datafile": text}) == (
+        "Datafile:3:9: error: the `python:` block is nested more than 200 levels deep\n"
+        "  |\n"
+        "3 |     y = " + "x + " * 28 + "...\n"
+        "  |         " + "^" * 112 + "\n"
+        f"help: {SPLIT}\n")
+
+
 WHERE = 'help: a location is a file or folder of its own, e.g. `"data/01_raw/NAME.csv"`'
 
 
@@ -62,8 +125,65 @@ def params_error(file: str, message: str, hint: str = PLAIN) -> str:
             f"{hint}\n")
 
 
+def test_params_from_a_device_or_a_pipe_are_never_read(tmp_path):
+    assert rendered(tmp_path, {"Datafile": 'params "/dev/zero"\n'}) == params_error(
+        "/dev/zero", "params file `/dev/zero` is not a regular file",
+        "help: name a YAML, TOML or JSON file")
+    os.symlink("/dev/zero", tmp_path / "zero.yaml")
+    assert rendered(tmp_path, {"Datafile": 'params "zero.yaml"\n'}) == params_error(
+        "zero.yaml", "params file `zero.yaml` is not a regular file",
+        "help: name a YAML, TOML or JSON file")
+    os.mkfifo(tmp_path / "fifo.json")  # opening it for reading must not wait for a writer
+    assert rendered(tmp_path, {"Datafile": 'params "fifo.json"\n'}) == params_error(
+        "fifo.json", "params file `fifo.json` is not a regular file",
+        "help: name a YAML, TOML or JSON file")
+
+
+def test_params_file_size_limit(tmp_path):
+    text = '{"a": "' + "x" * 1_000_000 + '"}'
+    assert rendered(tmp_path, {"Datafile": 'params "conf.json"\n', "conf.json": text}) == \
+        params_error("conf.json", "params file `conf.json` is larger than 1,000,000 bytes")
+
+
 BOMB = "\n".join(['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'] + [
     f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]) + "\n"
+
+
+def test_yaml_alias_bomb(tmp_path):
+    # A billion laughs in 700 bytes: loading shares the parts, but fingerprinting the
+    # parameter (its repr) would expand them all and never end.
+    assert len(BOMB) < 1024
+    assert rendered(tmp_path, {"Datafile": 'params "conf.yaml"\n', "conf.yaml": BOMB}) == \
+        params_error("conf.yaml", "params file `conf.yaml` holds more than 1,000,000 values "
+                                  "once shared parts (YAML aliases) are counted each time "
+                                  "they appear")
+
+
+def test_yaml_alias_inside_its_own_anchor(tmp_path):
+    assert rendered(tmp_path, {"Datafile": 'params "conf.yaml"\n',
+                               "conf.yaml": "a: &a [1, *a]\n"}) == \
+        params_error("conf.yaml", "params file `conf.yaml` contains itself (a YAML alias "
+                                  "inside its own anchor)")
+
+
+@pytest.mark.parametrize("file,text", [
+    ("conf.json", '{"a": ' + "[" * 5000 + "]" * 5000 + "}"),  # the parser gives up
+    ("conf.json", '{"a": ' + "[" * 300 + "]" * 300 + "}"),  # loads, too deep to use
+    ("conf.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n"),
+    ("conf.yaml", "a: " + "[" * 300 + "]" * 300 + "\n"),  # (libyaml refuses 1,000)
+])
+def test_params_file_nested_too_deeply(tmp_path, file, text):
+    assert rendered(tmp_path, {"Datafile": f'params "{file}"\n', file: text}) == \
+        params_error(file, f"params file `{file}` is nested more than 200 levels deep")
+
+
+def test_params_file_key_too_long_for_a_name(tmp_path):
+    key = "k" * 101
+    assert rendered(tmp_path, {"Datafile": 'params "conf.json"\n',
+                               "conf.json": f'{{"{key}": 1}}'}) == params_error(
+        "conf.json", f"params file `conf.json`: key `{key}` is not a valid name",
+        "help: top-level keys become parameter names (Python identifiers of at most 100 "
+        "characters)")
 
 
 def test_20000_errors_on_one_line_print_20_and_a_count(tmp_path):
@@ -99,6 +219,46 @@ def test_a_100_kb_line_is_shown_as_a_window_around_the_caret(tmp_path):
         "help: declare it with `dataset`, `param`, or a rule that writes it\n")
 
 
+def test_a_name_of_100000_characters(tmp_path):
+    assert rendered(tmp_path, {"Datafile": "param " + "n" * 100_000 + " = 1\n"}) == (
+        "Datafile:1:7: error: a name of 100000 characters (at most 100)\n"
+        "  |\n"
+        "1 | param " + "n" * 114 + "...\n"
+        "  |       " + "^" * 114 + "\n"
+        "help: a name becomes a file name (`.datamake/data/NAME.pkl`): choose a shorter one\n")
+
+
+def test_a_datafile_over_the_size_limit(tmp_path):
+    assert rendered(tmp_path, {"Datafile": "# " + "x" * 4_000_000 + "\nall:\n"}) == (
+        "datamake: error: `Datafile` is larger than 4 MB\n"
+        "help: a Datafile this big is not written by hand: generate fewer, bigger rules (a "
+        "pattern rule covers many partitions)\n")
+
+
+def test_a_datafile_that_is_not_utf8(tmp_path):
+    assert rendered(tmp_path, {"Datafile": "param city = 'Zürich'\n".encode("latin-1")}) == (
+        "Datafile:1:16: error: `Datafile` is not UTF-8 text: byte 0xfc (invalid start byte)\n"
+        "  |\n"
+        "1 | param city = 'Z\ufffdrich'\n"
+        "  |                ^\n"
+        "help: a Datafile is UTF-8 text: save it as UTF-8\n")
+
+
+def test_binary_junk_and_nul_bytes(tmp_path):
+    assert rendered(tmp_path, {"Datafile": b"all: x\n\x89PNG\r\n\x1a\n\x00\x00"}) == (
+        "Datafile:2:1: error: `Datafile` is not UTF-8 text: byte 0x89 (invalid start byte)\n"
+        "  |\n"
+        "2 | \ufffdPNG\n"
+        "  | ^\n"
+        "help: a Datafile is UTF-8 text: save it as UTF-8\n")
+    assert rendered(tmp_path, {"Datafile": "all: x\0y\n"}) == (
+        "Datafile:1:7: error: a NUL character in the Datafile\n"
+        "  |\n"
+        "1 | all: x\ufffdy\n"
+        "  |       ^\n"
+        "help: a Datafile is text; is this a binary file?\n")
+
+
 def test_control_characters_are_never_written_raw(tmp_path):
     # An escape sequence in the Datafile must not reach the terminal as one.
     assert rendered(tmp_path, {"Datafile": "all: x \x1b[2Jy\n"}) == (
@@ -107,3 +267,14 @@ def test_control_characters_are_never_written_raw(tmp_path):
         "1 | all: x \ufffd[2Jy\n"
         "  |        ^^^^^\n"
         "help: expected `.`, `@`, `[`, a name or the end of the line\n")
+
+
+def test_a_bad_escape_in_a_quoted_string(tmp_path):
+    text = 'dataset a = "data/\\N{nope}.csv"\nout: a\n    a\n'
+    assert rendered(tmp_path, {"Datafile": text}) == (
+        "Datafile:1:13: error: invalid escape in a quoted string: 'unicodeescape' codec "
+        "can't decode bytes in position 5-12: unknown Unicode character name\n"
+        "  |\n"
+        '1 | dataset a = "data/\\N{nope}.csv"\n'
+        "  |             ^^^^^^^^^^^^^^^^^^^\n"
+        "help: write a backslash as `\\\\` (or `/` in a path)\n")
