@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from . import formats
 from .errors import CatalogError
 from .formats import FormatError
-from .graph import DatasetInfo
+from .graph import DatasetInfo, location_problem
 from .hashing import HashingWriter, hash_file, hash_parts, hash_stream
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -191,6 +191,10 @@ class Catalog:
             except KeyError as e:
                 raise CatalogError(f"dataset `{name}`: environment variable `{e.args[0]}` is not set",
                                    help=f"set it, e.g. `export {e.args[0]}=...`") from None
+            problem = location_problem(raw)  # what the environment made of it
+            if problem is not None:
+                raise CatalogError(f"dataset `{name}` at `{info.location}`: {problem[0]}",
+                                   help=f"check the environment variables it names; {problem[1]}")
         if raw.startswith("file://"):
             raw = raw[len("file://"):]
         local = "://" not in raw or not _URL.match(raw)

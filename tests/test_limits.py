@@ -113,6 +113,53 @@ def test_deep_python_block(tmp_path):
 WHERE = 'help: a location is a file or folder of its own, e.g. `"data/01_raw/NAME.csv"`'
 
 
+@pytest.mark.parametrize("location,message,hint", [
+    ("", "an empty location", WHERE),
+    ("/", "`/` names the root of the filesystem, not a dataset", WHERE),
+    (".", "`.` names the Datafile's own folder, not a dataset", WHERE),
+    ("./", "`./` names the Datafile's own folder, not a dataset", WHERE),
+    ("..", "`..` names a folder above the Datafile, not a dataset", WHERE),
+    ("~", "`~` names a home folder, not a dataset", WHERE),
+    ("file://", "`file://` names the Datafile's own folder, not a dataset", WHERE),
+    ("{id}", "`{id}` has nothing but placeholders: its partitions would be every file in "
+             "the folder",
+     'help: put the partitions in a folder of their own, e.g. `"data/NAME/{key}.csv"`'),
+    ("${}", "`${` starts no environment variable",
+     "help: write `${NAME}` (a letter or `_`, then letters, digits or `_`)"),
+    ("data/${HOME", "`${` starts no environment variable",
+     "help: write `${NAME}` (a letter or `_`, then letters, digits or `_`)"),
+    ("s3://", "`s3://` has no path", 'help: name the object, e.g. `"s3://bucket/data/NAME.csv"`'),
+    ("s3://{bucket}", "`s3://{bucket}` has nothing but placeholders after `s3://`",
+     'help: name the object, e.g. `"s3://bucket/data/NAME.csv"`'),
+    ("data/{a}{b}.csv", "two placeholders side by side in `data/{a}{b}.csv` cannot be told apart",
+     "help: put a separator between them, e.g. `{a}_{b}`"),
+    (".datamake/data/x.pkl", "`.datamake/data/x.pkl` is inside `.datamake/`, datamake's own "
+                             "folder", "help: choose a location outside it"),
+])
+def test_degenerate_locations(tmp_path, location, message, hint):
+    line = f'dataset a = "{location}"'
+    assert rendered(tmp_path, {"Datafile": f"{line}\nout: a\n    a\n"}) == (
+        f"Datafile:1:13: error: {message}\n"
+        f"  |\n"
+        f"1 | {line}\n"
+        f"  |             {'^' * (len(location) + 2)}\n"
+        f"{hint}\n")
+
+
+def test_a_location_emptied_by_the_environment_is_a_clear_failure(proj):
+    # Checked again once `${VAR}` is expanded (it was an IndexError).
+    proj.write("Datafile", 'dataset a = "${DM_WHERE}"\nout: a\n    a\n')
+    r = proj.run(env=clean_env(DM_WHERE=""))
+    assert r.code == 1
+    assert re.sub(r"\d+\.\d\ds", "T", r.err) == expect("""
+        FAILED out  T
+        datamake: error: dataset `a` at `${DM_WHERE}`: an empty location
+        help: check the environment variables it names; a location is a file or folder of its own, e.g. `"data/01_raw/NAME.csv"`
+        datamake: 1 failed in T
+        datamake: fix the error, then run `datamake` to resume
+    """)
+
+
 PLAIN = "help: a params file holds plain settings; keep data in datasets, which rules read"
 
 
@@ -278,3 +325,20 @@ def test_a_bad_escape_in_a_quoted_string(tmp_path):
         '1 | dataset a = "data/\\N{nope}.csv"\n'
         "  |             ^^^^^^^^^^^^^^^^^^^\n"
         "help: write a backslash as `\\\\` (or `/` in a path)\n")
+
+
+@pytest.mark.parametrize("files", [
+    {"Datafile": "param p = " + "-" * 5000 + "1\nall: p\n"},
+    {"Datafile": "out:\n    " + "[1, " * 200 + "]" * 200 + "\n"},
+    {"Datafile": 'dataset a = ""\nout: a\n    a\n'},
+    {"Datafile": 'params "/dev/zero"\nall:\n'},
+    {"Datafile": 'params "conf.yaml"\nall:\n', "conf.yaml": BOMB},
+    {"Datafile": "all: " + " ".join(f"u{i}" for i in range(20_000)) + "\n"},
+    {"Datafile": b"\xff\xfe\x00\x01junk"},
+], ids=["unary", "brackets", "empty location", "/dev/zero", "yaml bomb", "20000 names",
+        "binary"])
+def test_the_command_line_exits_2_with_the_same_text(proj, files):
+    expected = rendered(proj.root, files)
+    for args in (("--check",), (), ("-n",)):
+        r = proj.run(*args, timeout=60)  # a hang guard: each takes well under a second
+        assert (r.code, r.out, r.err) == (2, "", expected), args
