@@ -383,3 +383,30 @@ def test_an_included_recipe_reading_a_name_it_does_not_list(proj):
           |     ^
         help: add `a` to the inputs: `b: a`
         """))
+
+
+def test_a_dry_run_that_would_fail_says_so_not_up_to_date(proj):
+    # `-n` exits 1 when a step cannot be judged (a missing source): it said "up to date".
+    proj.write("Datafile", """
+        dataset raw = "raw.csv"
+        all: first clean
+        first:
+            1
+        clean: raw
+            raw
+    """)
+    r = proj.run("-n")
+    assert r.code == 1
+    assert r.out == "first  (no-record)\ndatamake: 1 of 2 steps would run\n"
+    assert r.err == ("FAILED clean  0.00s\n"
+                     "datamake: error: input `raw` does not exist at `raw.csv`\n"
+                     "help: no rule writes it: create the file, or fix the location\n"
+                     "datamake: a build would fail at `clean`\n")
+    r = proj.run("-n", "clean")
+    assert (r.code, r.out) == (1, "")
+    assert r.err.endswith("datamake: a build would fail at `clean`\n")
+    r = proj.run("-n", "--json")
+    assert r.code == 1
+    assert r.json == {"run": ["first"], "fresh": [], "reasons": {"first": [
+        {"code": "no-record", "name": None}]}, "failed": [
+        {"node": "clean", "error": "input `raw` does not exist at `raw.csv`"}]}
