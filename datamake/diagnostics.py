@@ -87,13 +87,15 @@ class _Sources:
             if text is None:
                 try:
                     with open(path, "rb") as f:
-                        text = f.read(MAX_SOURCE).decode("utf-8", errors="replace")
+                        text = f.read(MAX_SOURCE).decode("utf-8-sig", errors="replace")
                 except OSError:
                     text = None
-            self.lines[path] = None if text is None else text.split("\n")
+            # Lines as the parser counts them: \r\n, \n or a lone \r ends one.
+            self.lines[path] = None if text is None else \
+                text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         lines = self.lines[path]
         if lines is not None and 1 <= line <= len(lines):
-            return lines[line - 1].rstrip("\r")
+            return lines[line - 1]
         return None
 
 

@@ -84,7 +84,7 @@ def parse_file(path: str | os.PathLike, display: str | None = None) -> model.Dat
     except OSError as e:
         raise error(f"cannot read `{display}`: {e.strerror or e}") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is dropped
     except UnicodeDecodeError as e:
         start = data.rfind(b"\n", 0, e.start) + 1
         line = data.count(b"\n", 0, start) + 1
@@ -214,7 +214,8 @@ PARALLEL_LINES = 2000
 
 def parse_text(text: str, path: str = "Datafile", base: Path | None = None) -> model.Datafile:
     """Parse Datafile `text`; `path` names it in messages, `base` resolves `params` files."""
-    text = text.replace("\r\n", "\n")
+    # Line ends as Python reads them: \r\n, and a lone \r (old Mac files) too.
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
         text += "\n"
     nul = text.find("\0")

@@ -291,6 +291,25 @@ def test_a_datafile_that_is_not_utf8(tmp_path):
         "help: a Datafile is UTF-8 text: save it as UTF-8\n")
 
 
+def test_old_mac_line_ends_and_a_byte_order_mark(tmp_path):
+    # A lone \r ends a line, as in Python (it made an error point at a line that the
+    # message could not show); a UTF-8 byte-order mark is not part of the first line.
+    assert rendered(tmp_path, {"Datafile": "param n = 1\rall: nope\r"}) == (
+        "Datafile:2:6: error: unknown name `nope`\n"
+        "  |\n"
+        "2 | all: nope\n"
+        "  |      ^^^^\n"
+        "help: declare it with `dataset`, `param`, or a rule that writes it\n")
+    assert rendered(tmp_path, {"Datafile": "\ufeffparam n = 1\r\nall: nn\r\n".encode()}) == (
+        "Datafile:2:6: error: unknown name `nn`\n"
+        "  |\n"
+        "2 | all: nn\n"
+        "  |      ^^\n"
+        "help: did you mean `n`?\n")
+    df = parser.parse_text("\ufeffparam n = 1\rall: n\r")
+    assert [p.name for p in df.params] == ["n"]
+
+
 def test_binary_junk_and_nul_bytes(tmp_path):
     assert rendered(tmp_path, {"Datafile": b"all: x\n\x89PNG\r\n\x1a\n\x00\x00"}) == (
         "Datafile:2:1: error: `Datafile` is not UTF-8 text: byte 0x89 (invalid start byte)\n"
