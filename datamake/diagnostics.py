@@ -7,7 +7,6 @@ terminal. A 100 KB line with 20,000 errors on it prints a page, not gigabytes.
 """
 from __future__ import annotations
 
-import unicodedata
 from typing import Iterable
 
 from .errors import Diagnostic
@@ -40,6 +39,8 @@ def _unprintable(ch: str) -> bool:
     # Cc: control characters (NUL, ESC, ...); Cf: format characters (bidi overrides,
     # zero-width ones), which reorder or hide what the terminal shows.
     # Cs: a lone surrogate, which no encoding writes.
+    import unicodedata  # only for text that is not all printable: rare
+
     return unicodedata.category(ch) in ("Cc", "Cf", "Cs")
 
 
