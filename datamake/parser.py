@@ -82,7 +82,8 @@ def parse_file(path: str | os.PathLike, display: str | None = None) -> model.Dat
                     help="a Datafile this big is not written by hand: generate fewer, "
                          "bigger rules (a pattern rule covers many partitions)") from None
     except OSError as e:
-        raise error(f"cannot read `{display}`: {e.strerror or e}") from None
+        raise error(f"cannot read `{display}`: {e.strerror or e}",
+                    help="check the file's permissions") from None
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is dropped
     except UnicodeDecodeError as e:
@@ -579,7 +580,8 @@ class _Builder:
         try:
             return ast.literal_eval(raw)
         except (SyntaxError, ValueError) as e:  # `"\N{nope}"`, `"\x"`
-            why = str(e.msg if isinstance(e, SyntaxError) else e).replace("(unicode error) ", "")
+            why = re.sub(r"^\(unicode error\) '\w+' codec can't decode bytes in position "
+                         r"[\d-]+: ", "", str(e.msg if isinstance(e, SyntaxError) else e))
             raise error(f"invalid escape in a quoted string: {why}", self.span(tok),
                         help="write a backslash as `\\\\` (or `/` in a path)") from None
 
@@ -663,7 +665,9 @@ class _Builder:
             raise error(f"params file `{pf.path}` is nested more than {MAX_DEPTH} levels deep",
                         pf.span, help=_PLAIN) from None
         except Exception as e:  # each parser has its own error type
-            raise error(f"params file `{pf.path}` cannot be parsed: {e}", pf.span) from None
+            kind = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")
+            raise error(f"params file `{pf.path}` cannot be parsed: {_parse_failure(e)}",
+                        pf.span, help=f"it is read as {kind}, from its extension") from None
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -715,7 +719,7 @@ class _Builder:
                              tok.line, col + (e.offset or 1) - 1),
                         help="options are written `(KEY=VALUE, ...)`") from None
         except (RecursionError, MemoryError):
-            raise _too_deep("the format options", self.span(tok),
+            raise _too_deep("a format option", self.span(tok),
                             "options are written `(KEY=VALUE, ...)` with literal values") from None
         if call.args:
             raise error("format options must be named", sp(call.args[0]),
@@ -731,7 +735,8 @@ class _Builder:
                             sp(kw.value)) from None
             problem = value_problem(value)
             if problem is not None:
-                raise error(f"the value of option `{kw.arg}` {problem}", sp(kw.value))
+                raise error(f"the value of option `{kw.arg}` {problem}", sp(kw.value),
+                            help="options are written `(KEY=VALUE, ...)` with literal values")
             out.append((kw.arg, value))
         return tuple(out)
 
@@ -976,6 +981,16 @@ def _python_syntax_error(e: SyntaxError, path: str, where: str) -> DatafileError
     if msg.startswith("expected an indented block"):
         msg = "expected an indented block"
     return error(f"Python syntax error {where}: {msg}", Span(path, line, col, line, end))
+
+
+def _parse_failure(e: Exception) -> str:
+    """A YAML, JSON or TOML parser's complaint on one line, with where it is."""
+    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
+    if problem and mark is not None:  # yaml's MarkedYAMLError
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(e, json.JSONDecodeError):
+        return f"{e.msg} (line {e.lineno}, column {e.colno})"
+    return " ".join(str(e).split())
 
 
 def _too_deep(what: str, span: Span | None, fix: str) -> DatafileError:
