@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from . import formats
 from .errors import CatalogError
 from .formats import FormatError
-from .graph import DatasetInfo
+from .graph import DatasetInfo, location_problem
 from .hashing import HashingWriter, hash_file, hash_listing, hash_parts, hash_stream
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -201,6 +201,10 @@ class Catalog:
             except KeyError as e:
                 raise CatalogError(f"dataset `{name}`: environment variable `{e.args[0]}` is not set",
                                    help=f"set it, e.g. `export {e.args[0]}=...`") from None
+            problem = location_problem(raw)  # what the environment made of it
+            if problem is not None:
+                raise CatalogError(f"dataset `{name}` at `{info.location}`: {problem[0]}",
+                                   help=f"check the environment variables it names; {problem[1]}")
         if raw.startswith("file://"):
             raw = raw[len("file://"):]
         local = "://" not in raw or not _URL.match(raw)
@@ -285,6 +289,8 @@ class Catalog:
                 it = os.scandir(base)
             except (FileNotFoundError, NotADirectoryError):
                 it = None
+            except OSError as e:
+                raise _unlistable(base, e) from None
             if it is not None:
                 with it:
                     for e in it:
@@ -303,14 +309,14 @@ class Catalog:
                             key = m.group(group)
                         try:
                             st = e.stat()
-                        except FileNotFoundError:
+                        except OSError:  # gone, or a link to nowhere (or to itself)
                             continue
                         if S_ISDIR(st.st_mode):
                             continue
                         found[key] = f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
                         paths[key] = base + fname
         elif local:
-            for rel, st in _walk(base, "/" in rest, folders):
+            for rel, st in _walk(base, rest.count("/"), folders):
                 m = pattern.match(rel)
                 if m and ".datamake-tmp-" not in rel:
                     key = m.group(names[0]) if single else "/".join(m.group(n) for n in names)
@@ -342,7 +348,9 @@ class Catalog:
         loc = self.location(name, key)
         try:
             if loc.local:
-                if os.path.isdir(loc.url):
+                # A symbolic link (a partition folder moved to another disk, say) is
+                # removed itself: what it points to is never followed nor deleted.
+                if os.path.isdir(loc.url) and not os.path.islink(loc.url):
                     shutil.rmtree(loc.url)
                 else:
                     os.unlink(loc.url)
@@ -351,6 +359,11 @@ class Catalog:
                     self.fs(loc.url).rm(loc.url, recursive=True)
         except FileNotFoundError:
             pass
+        except OSError as e:
+            if not loc.local:
+                raise self._storage_error(loc, e) from None
+            raise CatalogError(f"cannot remove `{self.shown(loc)}`: {e.strerror or e}",
+                               help="remove it yourself, or make it writable") from None
         listed = self._listings.get(name)
         if listed is not None and key is not None:
             listed.pop(key, None)
@@ -740,16 +753,21 @@ def _pattern_regex(rest: str) -> str:
     return "".join(out)
 
 
-def _walk(base: str, deep: bool, folders: bool):
+def _walk(base: str, levels: int, folders: bool):
     """(path relative to `base`, stat) of the files (and folders, for `path` datasets)
-    under `base`: one scandir per folder."""
-    stack = [""]
+    under `base`, down to `levels` folders below it (as deep as the pattern reaches, so a
+    link that loops is not followed forever): one scandir per folder. Raises
+    CatalogError for a folder that cannot be read (its partitions must not look gone)."""
+    stack = [("", 0)]
     while stack:
-        rel = stack.pop()
+        rel, level = stack.pop()
+        where = os.path.join(base, rel) if rel else base
         try:
-            it = os.scandir(os.path.join(base, rel) if rel else base)
+            it = os.scandir(where)
         except (FileNotFoundError, NotADirectoryError):
             continue
+        except OSError as e:
+            raise _unlistable(where, e) from None
         with it:
             for e in it:
                 name = rel + e.name
@@ -760,12 +778,18 @@ def _walk(base: str, deep: bool, folders: bool):
                     if is_dir and folders:
                         yield name, e.stat()
                     if is_dir:
-                        if deep:
-                            stack.append(name + "/")
+                        if level < levels:
+                            stack.append((name + "/", level + 1))
                     else:
                         yield name, e.stat()
-                except FileNotFoundError:
+                except OSError:  # gone, or a link to nowhere (or to itself)
                     continue
+
+
+def _unlistable(folder: str, e: OSError) -> CatalogError:
+    return CatalogError(f"cannot list the partitions in `{folder}`: {e.strerror or e}",
+                        help="make the folder readable; until then its partitions cannot "
+                             "be told from missing ones")
 
 
 def _remote_stamp(info: dict) -> str:

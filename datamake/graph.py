@@ -7,6 +7,7 @@ loads it from `.datamake/` instead of re-parsing the Datafile.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -48,6 +49,67 @@ def split_target(target: str) -> tuple[str, str | None]:
 def placeholders(location: str) -> tuple[str, ...]:
     """The `{name}` placeholders of a location (not `${VAR}`)."""
     return tuple(_PLACEHOLDER.findall(location))
+
+
+_ENV_REF = re.compile(r"\$\{(?:[A-Za-z_][A-Za-z0-9_]*\})?")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_ONLY_PLACEHOLDERS = re.compile(r"(?:/|\./|(?<!\$)\{[A-Za-z_][A-Za-z0-9_]*\})+")
+_WHERE = 'a location is a file or folder of its own, e.g. `"data/01_raw/NAME.csv"`'
+
+
+def location_problem(location: str) -> tuple[str, str] | None:
+    """Why a dataset's location cannot be used, as (message, hint), or None.
+
+    Checked on the location as written (before `${VAR}` is expanded) and again by the
+    catalog on what the environment made of it: a location must name something of its
+    own, never the project's folder, a folder above it, a filesystem's root or
+    datamake's own `.datamake/`.
+    """
+    if not location.strip():
+        return "an empty location", _WHERE
+    for m in _ENV_REF.finditer(location):
+        if not m.group(0).endswith("}"):
+            return ("`${` starts no environment variable",
+                    "write `${NAME}` (a letter or `_`, then letters, digits or `_`)")
+    scheme = _SCHEME.match(location)
+    path = location
+    if scheme:
+        rest = location[scheme.end():]
+        if scheme.group(1).lower() != "file":
+            if not rest.strip("/") or _ONLY_PLACEHOLDERS.fullmatch("/" + rest):
+                what = (f"nothing but placeholders after `{scheme.group(0)}`"
+                        if rest.strip("/") else "no path")
+                return (f"`{location}` has {what}",
+                        f'name the object, e.g. `"{scheme.group(0)}bucket/data/NAME.csv"`')
+            return _placeholder_problem(location)
+        path = rest
+    if path.startswith("~") and (len(path) == 1 or path[1] == "/"):
+        path = path[1:] or "/"
+        if not posixpath.normpath(path).strip("/"):
+            return f"`{location}` names a home folder, not a dataset", _WHERE
+    norm = posixpath.normpath(path)
+    if norm == "/" or norm == "//":
+        return f"`{location}` names the root of the filesystem, not a dataset", _WHERE
+    if norm == ".":
+        return f"`{location}` names the Datafile's own folder, not a dataset", _WHERE
+    if all(part == ".." for part in norm.split("/")):
+        return f"`{location}` names a folder above the Datafile, not a dataset", _WHERE
+    if norm == ".datamake" or norm.startswith(".datamake/"):
+        return (f"`{location}` is inside `.datamake/`, datamake's own folder",
+                "choose a location outside it")
+    if _ONLY_PLACEHOLDERS.fullmatch(path):
+        return (f"`{location}` has nothing but placeholders: its partitions would be every "
+                f"file in the folder", 'put the partitions in a folder of their own, e.g. '
+                                       '`"data/NAME/{key}.csv"`')
+    return _placeholder_problem(location)
+
+
+def _placeholder_problem(location: str) -> tuple[str, str] | None:
+    for m in _PLACEHOLDER.finditer(location):
+        if _PLACEHOLDER.match(location, m.end()):
+            return (f"two placeholders side by side in `{location}` cannot be told apart",
+                    "put a separator between them, e.g. `{a}_{b}`")
+    return None
 
 
 class RuleNode(NamedTuple):
@@ -171,7 +233,10 @@ def build(df: "model.Datafile") -> tuple[Graph, list[Diagnostic]]:
     return _Checker(df).run()
 
 
-def _python_defines(df: "model.Datafile", scope: str) -> set[str]:
+def _python_defines(df: "model.Datafile", scope: str) -> set[str] | None:
+    """The names the `python:` blocks of `scope` define at their top level (also inside
+    `if`, `try`, `for`, `with`...), or None when they may define any name
+    (`from m import *`, or names made at run time through `globals()`, `vars()`, `exec`)."""
     import ast
 
     names: set[str] = set()
@@ -180,19 +245,51 @@ def _python_defines(df: "model.Datafile", scope: str) -> set[str]:
             continue
         try:
             tree = ast.parse("if True:\n" + block.text + "\n")
-        except SyntaxError:
+        except (SyntaxError, RecursionError, MemoryError):
             continue
-        for st in tree.body[0].body:
-            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(st.name)
-            elif isinstance(st, (ast.Import, ast.ImportFrom)):
-                for a in st.names:
+        stack: list[ast.AST] = list(tree.body[0].body)
+        while stack:
+            n = stack.pop()
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(n.name)
+                # Its own names are local to it, but `global x` in it defines `x`.
+                names.update(x for sub in ast.walk(n) if isinstance(sub, ast.Global)
+                             for x in sub.names)
+                continue
+            if isinstance(n, ast.Lambda):
+                continue
+            if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+                names.add(n.id)
+            elif isinstance(n, ast.Name) and n.id in ("globals", "vars", "exec"):
+                return None
+            elif isinstance(n, (ast.Import, ast.ImportFrom)):
+                for a in n.names:
+                    if a.name == "*":
+                        return None
                     names.add((a.asname or a.name).split(".")[0])
-            else:
-                for n in ast.walk(st):
-                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-                        names.add(n.id)
+            elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
+                names.add(n.name)
+            elif isinstance(n, ast.MatchMapping) and n.rest:
+                names.add(n.rest)
+            elif isinstance(n, ast.ExceptHandler) and n.name:
+                names.add(n.name)
+            stack.extend(ast.iter_child_nodes(n))
     return names
+
+
+def _header(r: "model.Rule", extra: str) -> str:
+    """Rule `r`'s `OUTPUTS: INPUTS` line with one more input, as its own file writes it
+    (an included file's names without their namespace)."""
+    def own(name: str) -> str:
+        return name[len(r.ns):] if r.ns and name.startswith(r.ns) else name
+
+    return (f"{' '.join(own(o.name) for o in r.outputs)}: "
+            f"{' '.join([own(i.name) for i in r.inputs] + [extra])}")
+
+
+# What a recipe's globals hold besides the `python:` blocks' names: its module's own.
+_MODULE_NAMES = frozenset({"__name__", "__file__", "__doc__", "__builtins__", "__loader__",
+                           "__spec__", "__package__"})
 
 
 class _Checker:
@@ -271,6 +368,9 @@ class _Checker:
         for d in df.datasets:
             if d.format and d.format not in _FORMATS:
                 self.check_format(d)
+            problem = location_problem(d.location)
+            if problem is not None:
+                self.err(problem[0], d.location_span, help=problem[1])
             if d.name in declared and declared[d.name] is d:
                 g.datasets[d.name] = DatasetInfo(d.name, d.location, d.format, d.options,
                                                  d.versioned, True, placeholders(d.location))
@@ -380,7 +480,7 @@ class _Checker:
         self.warnings.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
         return g, self.warnings
 
-    def check_uses(self, r: "model.Rule", names: set[str], py_defs: set[str]) -> None:
+    def check_uses(self, r: "model.Rule", names: set[str], py_defs: set[str] | None) -> None:
         recipe = r.recipe
         assert recipe is not None
         if r.ns:
@@ -399,8 +499,7 @@ class _Checker:
                 if u.chain in names:
                     self.err(f"the recipe of `{r.name}` uses `{u.chain}`, which is not one "
                              f"of its inputs", u.span,
-                             help=f"add `{u.chain}` to the inputs: `{' '.join(o.name for o in r.outputs)}: "
-                                  f"{' '.join([i.name for i in r.inputs] + [u.chain])}`")
+                             help=f"add `{u.chain}` to the inputs: `{_header(r, u.chain)}`")
                 else:
                     self.err(f"unknown name `{{{u.chain}}}` in a shell recipe", u.span,
                              help=self.did_you_mean(u.chain, allowed)
@@ -410,7 +509,8 @@ class _Checker:
             for u in recipe.uses:
                 root = u.chain.split(".")[0]
                 used_roots.add(root)
-                if root in bound or root in py_defs or root in extra or root in keys:
+                if root in bound or root in extra or root in keys or \
+                        (py_defs is not None and root in py_defs):
                     continue
                 span = Span(u.span.file, u.span.line, u.span.col, u.span.line,
                             u.span.col + len(root))
@@ -420,7 +520,7 @@ class _Checker:
                     self.err(f"the recipe of `{r.name}` reads its own output `{root}`", span,
                              help="a recipe returns its outputs' values; only `as path` "
                                   "outputs are bound in the recipe (to the path to write)")
-                elif root in names and self.defined[root][0] != "alias":
+                elif root in names and self.defined[r.ns + root][0] != "alias":
                     if root in _BUILTINS:
                         self.warnings.append(Diagnostic(
                             "warning", f"`{root}` in the recipe of `{r.name}` is Python's "
@@ -430,8 +530,20 @@ class _Checker:
                         continue
                     self.err(f"the recipe of `{r.name}` uses `{root}`, which is not one of "
                              f"its inputs", span,
-                             help=f"add `{root}` to the inputs: `{' '.join(o.name for o in r.outputs)}: "
-                                  f"{' '.join([i.name for i in r.inputs] + [root])}`")
+                             help=f"add `{root}` to the inputs: `{_header(r, root)}`")
+                elif root in _BUILTINS or root in _MODULE_NAMES:
+                    continue  # `all` is Python's, even beside an alias named `all`
+                elif root in names:
+                    self.err(f"the recipe of `{r.name}` uses `{root}`, a rule without a "
+                             f"recipe, which has no value", span,
+                             help=f"list the names `{root}` stands for as inputs of `{r.name}`")
+                elif py_defs is not None:
+                    # Neither an input, nor the `python:` blocks' own, nor a builtin: the
+                    # recipe would fail with a NameError when it runs.
+                    self.err(f"the recipe of `{r.name}` uses `{root}`, which is defined nowhere",
+                             span, help=self.did_you_mean(root, bound | keys | extra | py_defs)
+                             or f"list it as an input of `{r.name}`, define or import it in a "
+                                f"`python:` block, or import it in the recipe")
         locals_seen: dict[str, "model.Input"] = {}
         for inp in r.inputs:
             prev = locals_seen.get(inp.local)

@@ -27,6 +27,16 @@ from .recipe import parse_at
 
 _KEYWORDS = ("param", "params", "dataset", "include", "cache", "python", "as", "versioned")
 
+# Limits on what a Datafile and the files it names may hold. Each keeps a hostile or
+# broken input from exhausting the machine, and ends in an error at its place.
+# A Datafile: 100,000 short rules are about 3 MB (0.9 GB of memory to parse; a line of
+# nothing but names takes up to 700 bytes of memory per byte).
+MAX_DATAFILE_BYTES = 4_000_000
+MAX_NAME = 100  # characters in a name: names become file names (`.datamake/data/NAME.pkl`)
+MAX_DEPTH = 200  # levels of nesting in a recipe, a `python:` block or a parameter value
+MAX_PARAMS_BYTES = 1_000_000  # a params file (YAML is parsed at about 0.5 MB a second)
+MAX_PARAMS_VALUES = 1_000_000  # values in a params file, YAML aliases expanded
+
 
 def _grammar_text() -> str:
     # The grammar ships as package data, datamake/grammar/ (from grammar/ at the top of
@@ -60,14 +70,60 @@ def parse_file(path: str | os.PathLike, display: str | None = None) -> model.Dat
     """
     display = display or str(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        data = read_regular(path, MAX_DATAFILE_BYTES)
     except FileNotFoundError:
         raise error(f"no Datafile at `{display}`",
                     help="create one, or name it with `-f FILE`") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"cannot read `{display}`: {e}") from None
+    except NotRegularError:
+        raise error(f"`{display}` is not a regular file",
+                    help="a Datafile is a text file") from None
+    except TooBigError:
+        raise error(f"`{display}` is larger than {MAX_DATAFILE_BYTES // 1_000_000} MB",
+                    help="a Datafile this big is not written by hand: generate fewer, "
+                         "bigger rules (a pattern rule covers many partitions)") from None
+    except OSError as e:
+        raise error(f"cannot read `{display}`: {e.strerror or e}",
+                    help="check the file's permissions") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is dropped
+    except UnicodeDecodeError as e:
+        start = data.rfind(b"\n", 0, e.start) + 1
+        line = data.count(b"\n", 0, start) + 1
+        col = len(data[start:e.start].decode("utf-8")) + 1
+        raise error(f"`{display}` is not UTF-8 text: byte 0x{data[e.start]:02x} ({e.reason})",
+                    Span(display, line, col, line, col + 1),
+                    help="a Datafile is UTF-8 text: save it as UTF-8") from None
     return parse_text(text, display, base=Path(path).resolve().parent)
+
+
+class NotRegularError(OSError):
+    """A path names a device, a folder or a pipe, not a regular file."""
+
+
+class TooBigError(OSError):
+    """A file is larger than the limit for what it holds."""
+
+
+def read_regular(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of the regular file at `path`, if it holds at most `limit` of them.
+
+    Raises NotRegularError (`/dev/zero`, a folder, a named pipe: never read, and never
+    waited on), TooBigError, or OSError.
+    """
+    import stat
+
+    # O_NONBLOCK: opening a named pipe must not wait for a writer (it is refused below).
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularError(f"{os.fspath(path)}: not a regular file")
+        if st.st_size > limit:
+            raise TooBigError(f"{os.fspath(path)}: larger than {limit} bytes")
+        data = f.read(limit + 1)  # it may grow meanwhile
+    if len(data) > limit:
+        raise TooBigError(f"{os.fspath(path)}: larger than {limit} bytes")
+    return data
 
 
 def load(path: str | os.PathLike, display: str | None = None) -> model.Datafile:
@@ -159,9 +215,16 @@ PARALLEL_LINES = 2000
 
 def parse_text(text: str, path: str = "Datafile", base: Path | None = None) -> model.Datafile:
     """Parse Datafile `text`; `path` names it in messages, `base` resolves `params` files."""
-    text = text.replace("\r\n", "\n")
+    # Line ends as Python reads them: \r\n, and a lone \r (old Mac files) too.
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
         text += "\n"
+    nul = text.find("\0")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        col = nul - text.rfind("\n", 0, nul)
+        raise error("a NUL character in the Datafile", Span(path, line, col, line, col + 1),
+                    help="a Datafile is text; is this a binary file?")
     _check_tabs(text, path)
     base = base or Path.cwd()
     if text.count("\n") >= PARALLEL_LINES and _may_fork():
@@ -451,6 +514,25 @@ class _Builder:
         w = len(tok) if width is None else width
         return Span(self.path, tok.line, tok.column, tok.line, tok.column + w)
 
+    def located(self, span: Span | None) -> Span | None:
+        return None if span is None else span._replace(file=self.path)
+
+    def node_span(self, node: ast.AST) -> Span:
+        """Where a node of code compiled at its Datafile lines is."""
+        line = getattr(node, "lineno", 1)
+        col = getattr(node, "col_offset", 0) + 1
+        end = getattr(node, "end_col_offset", None)
+        same = getattr(node, "end_lineno", None) == line and end is not None and end + 1 > col
+        return Span(self.path, line, col, line, end + 1 if same else col + 1)
+
+    def name(self, tok) -> str:
+        """A name token's text. Raises DatafileError for a name too long to be a file's."""
+        if len(tok) > MAX_NAME:
+            raise error(f"a name of {len(tok)} characters (at most {MAX_NAME})", self.span(tok),
+                        help="a name becomes a file name (`.datamake/data/NAME.pkl`): "
+                             "choose a shorter one")
+        return str(tok)
+
     def build(self, tree) -> model.Datafile:
         params: list[model.Param] = []
         params_files: list[model.ParamsFile] = []
@@ -473,7 +555,7 @@ class _Builder:
                     datasets.append(self.dataset(st))
                 elif kind == "include":
                     tok = st.children[0]
-                    ns = str(st.children[1]) if len(st.children) > 1 else None
+                    ns = self.name(st.children[1]) if len(st.children) > 1 else None
                     includes.append(model.Include(self.string(tok), ns, self.span(tok)))
                 elif kind == "cache":
                     tok = st.children[0]
@@ -501,12 +583,18 @@ class _Builder:
         raw = str(tok)
         if "\\" not in raw:
             return raw[1:-1]
-        return ast.literal_eval(raw)
+        try:
+            return ast.literal_eval(raw)
+        except (SyntaxError, ValueError) as e:  # `"\N{nope}"`, `"\x"`
+            why = re.sub(r"^\(unicode error\) '\w+' codec can't decode bytes in position "
+                         r"[\d-]+: ", "", str(e.msg if isinstance(e, SyntaxError) else e))
+            raise error(f"invalid escape in a quoted string: {why}", self.span(tok),
+                        help="write a backslash as `\\\\` (or `/` in a path)") from None
 
     def param(self, st) -> model.Param:
         name_tok, expr_tok = st.children
         value = self.literal(expr_tok, f"parameter `{name_tok}`")
-        return model.Param(str(name_tok), value, self.span(name_tok))
+        return model.Param(self.name(name_tok), value, self.span(name_tok))
 
     def literal(self, tok, what: str) -> Any:
         raw = str(tok)
@@ -528,8 +616,12 @@ class _Builder:
                         e.end_offset if e.end_lineno == e.lineno else None),
                         help="a parameter's value is a Python literal; continuation lines "
                              "are indented") from None
+        except (RecursionError, MemoryError):  # Python's parser gave up on its depth
+            raise _too_deep(f"the value of {what}", at(1, 1, len(src.split("\n", 1)[0]) + 1),
+                            "a parameter's value is a Python literal; compute anything "
+                            "deeper in a rule") from None
         try:
-            return ast.literal_eval(node)
+            value = ast.literal_eval(node)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             bad = _first_non_literal(node.body)
             sp = at(bad.lineno, bad.col_offset + 1,
@@ -537,20 +629,33 @@ class _Builder:
             raise error(f"the value of {what} is not a Python literal", sp,
                         help="use numbers, strings, lists, dicts, tuples, booleans or None; "
                              "compute anything else in a rule") from None
+        problem = value_problem(value)
+        if problem is not None:
+            raise error(f"the value of {what} {problem}", at(1, 1, len(src.split("\n", 1)[0]) + 1),
+                        help="a parameter holds settings; compute anything bigger in a rule")
+        return value
 
     def params_file(self, pf: model.ParamsFile) -> list[model.Param]:
         path = self.base / pf.path
         try:
-            raw = path.read_bytes()
+            raw = read_regular(path, MAX_PARAMS_BYTES)
+        except NotRegularError:
+            raise error(f"params file `{pf.path}` is not a regular file", pf.span,
+                        help="name a YAML, TOML or JSON file") from None
+        except TooBigError:
+            raise error(f"params file `{pf.path}` is larger than {MAX_PARAMS_BYTES:,} bytes",
+                        pf.span, help=_PLAIN) from None
         except OSError as e:
-            raise error(f"cannot read params file `{pf.path}`: {e.strerror}", pf.span,
+            raise error(f"cannot read params file `{pf.path}`: {e.strerror or e}", pf.span,
                         help="the path is relative to the Datafile's folder") from None
         suffix = path.suffix.lower()
         try:
             if suffix in (".yaml", ".yml"):
                 import yaml
 
-                data = yaml.safe_load(raw.decode("utf-8"))
+                # libyaml's parser when there is one: the same values, three times faster.
+                data = yaml.load(raw.decode("utf-8"),
+                                 Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             elif suffix == ".toml":
                 import tomllib
 
@@ -562,18 +667,28 @@ class _Builder:
                             help="name it `.yaml`, `.yml`, `.toml` or `.json`")
         except DatafileError:
             raise
+        except (RecursionError, MemoryError):  # the parser's own limit on nesting
+            raise error(f"params file `{pf.path}` is nested more than {MAX_DEPTH} levels deep",
+                        pf.span, help=_PLAIN) from None
         except Exception as e:  # each parser has its own error type
-            raise error(f"params file `{pf.path}` cannot be parsed: {e}", pf.span) from None
+            kind = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")
+            raise error(f"params file `{pf.path}` cannot be parsed: {_parse_failure(e)}",
+                        pf.span, help=f"it is read as {kind}, from its extension") from None
         if data is None:
             data = {}
         if not isinstance(data, dict):
             raise error(f"params file `{pf.path}` must hold a mapping of names to values",
                         pf.span)
+        problem = value_problem(data)
+        if problem is not None:
+            raise error(f"params file `{pf.path}` {problem}", pf.span,
+                        help=_PLAIN)
         out = []
         for k, v in data.items():
-            if not isinstance(k, str) or not k.isidentifier():
+            if not isinstance(k, str) or not k.isidentifier() or len(k) > MAX_NAME:
                 raise error(f"params file `{pf.path}`: key `{k}` is not a valid name", pf.span,
-                            help="top-level keys become parameter names (Python identifiers)")
+                            help=f"top-level keys become parameter names (Python identifiers "
+                                 f"of at most {MAX_NAME} characters)")
             out.append(model.Param(k, v, pf.span))
         return out
 
@@ -594,7 +709,7 @@ class _Builder:
                     options = self.options(ch.children[1])
             elif getattr(ch, "data", None) == "versioned":
                 versioned = True
-        return model.Dataset(str(name_tok), self.string(loc_tok), fmt, options, versioned,
+        return model.Dataset(self.name(name_tok), self.string(loc_tok), fmt, options, versioned,
                              self.span(name_tok), self.span(loc_tok), fmt_span)
 
     def options(self, tok) -> tuple[tuple[str, Any], ...]:
@@ -609,6 +724,9 @@ class _Builder:
                         Span(self.path, tok.line, col - 1 + (e.offset or 1) - 1,
                              tok.line, col + (e.offset or 1) - 1),
                         help="options are written `(KEY=VALUE, ...)`") from None
+        except (RecursionError, MemoryError):
+            raise _too_deep("a format option", self.span(tok),
+                            "options are written `(KEY=VALUE, ...)` with literal values") from None
         if call.args:
             raise error("format options must be named", sp(call.args[0]),
                         help="write `KEY=VALUE`, e.g. `as csv(sep=\";\")`")
@@ -617,10 +735,15 @@ class _Builder:
             if kw.arg is None:
                 raise error("format options must be named", sp(kw.value))
             try:
-                out.append((kw.arg, ast.literal_eval(kw.value)))
-            except (ValueError, TypeError, SyntaxError):
+                value = ast.literal_eval(kw.value)
+            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
                 raise error(f"the value of option `{kw.arg}` is not a Python literal",
                             sp(kw.value)) from None
+            problem = value_problem(value)
+            if problem is not None:
+                raise error(f"the value of option `{kw.arg}` {problem}", sp(kw.value),
+                            help="options are written `(KEY=VALUE, ...)` with literal values")
+            out.append((kw.arg, value))
         return tuple(out)
 
     # -- code -------------------------------------------------------------------------
@@ -630,9 +753,16 @@ class _Builder:
         first = _first_code_line(text, tok.line)
         span = Span(self.path, first, 1, first, 1)
         try:
-            parse_at("if True:\n" + text + "\n", tok.line - 1, self.path)
+            tree = parse_at("if True:\n" + text + "\n", tok.line - 1, self.path)
         except SyntaxError as e:
             raise _python_syntax_error(e, self.path, "in the `python:` block") from None
+        except (RecursionError, MemoryError):  # Python's parser gave up on its depth
+            raise _too_deep("the `python:` block", self.located(_deepest_line(text, tok.line)),
+                            "split the expression into several statements") from None
+        deep = _nested_too_deep(tree, MAX_DEPTH + 1)  # one level more: `if True:`
+        if deep is not None:
+            raise _too_deep("the `python:` block", self.node_span(deep),
+                            "split the expression into several statements")
         return model.PythonBlock(text, tok.line, span)
 
     def rule(self, st) -> model.Rule:
@@ -640,22 +770,22 @@ class _Builder:
         outputs = []
         for o in outs_tree.children:
             name_tok = o.children[0]
-            key = str(o.children[1].children[0]) if len(o.children) > 1 else None
-            outputs.append(model.Output(str(name_tok), key, self.span(name_tok)))
+            key = self.name(o.children[1].children[0]) if len(o.children) > 1 else None
+            outputs.append(model.Output(self.name(name_tok), key, self.span(name_tok)))
         inputs = []
         for i in ins_tree.children:
             ref = i.children[0]
-            parts = [str(t) for t in ref.children]
+            parts = [self.name(t) for t in ref.children]
             first, last = ref.children[0], ref.children[-1]
             span = Span(self.path, first.line, first.column, last.line, last.column + len(last))
             key = version = alias = None
             for ch in i.children[1:]:
                 if ch.data == "key":
-                    key = str(ch.children[0])
+                    key = self.name(ch.children[0])
                 elif ch.data == "version":
                     version = str(ch.children[0])
                 elif ch.data == "alias":
-                    alias = str(ch.children[0])
+                    alias = self.name(ch.children[0])
             inputs.append(model.Input(".".join(parts), key, version, alias, span))
         recipe = None
         if len(st.children) > 2:
@@ -732,16 +862,23 @@ class _Builder:
             warnings.simplefilter("always")
             try:
                 self._compile(pending)
-            except (SyntaxError, _Misplaced):
+            except (SyntaxError, _Misplaced, _Deep, RecursionError, MemoryError):
                 del said[:]
                 for p in pending:
+                    what = f"the recipe of `{p.outputs[0].name}`"
                     try:
                         self._compile([p])
                     except (SyntaxError, _Misplaced) as e:
                         if isinstance(e, _Misplaced):  # not seen: a recipe alone is one def
                             e = SyntaxError("invalid syntax", (self.path, p.first, 1, None))
                         self.errors.extend(_python_syntax_error(
-                            e, self.path, f"in the recipe of `{p.outputs[0].name}`").diagnostics)
+                            e, self.path, f"in {what}").diagnostics)
+                    except _Deep as e:
+                        self.errors.extend(_too_deep(what, self.node_span(e.node), _SPLIT)
+                                           .diagnostics)
+                    except (RecursionError, MemoryError):  # Python's parser gave up
+                        self.errors.extend(_too_deep(
+                            what, self.located(_deepest_line(p.text, p.line)), _SPLIT).diagnostics)
         for w in said:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
@@ -795,6 +932,18 @@ class _Misplaced(Exception):
     """Compiled together, recipes did not come out one `def` each, where expected."""
 
 
+class _Deep(Exception):
+    """A recipe nests more than MAX_DEPTH levels deep, at `node`."""
+
+    def __init__(self, node: ast.AST):
+        super().__init__()
+        self.node = node
+
+
+_SPLIT = "split the expression into several statements"
+_PLAIN = "a params file holds plain settings; keep data in datasets, which rules read"
+
+
 class _Pending:
     """A rule with a Python recipe, waiting for the recipes to be compiled together."""
 
@@ -838,6 +987,122 @@ def _python_syntax_error(e: SyntaxError, path: str, where: str) -> DatafileError
     if msg.startswith("expected an indented block"):
         msg = "expected an indented block"
     return error(f"Python syntax error {where}: {msg}", Span(path, line, col, line, end))
+
+
+def _parse_failure(e: Exception) -> str:
+    """A YAML, JSON or TOML parser's complaint on one line, with where it is."""
+    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
+    if problem and mark is not None:  # yaml's MarkedYAMLError
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(e, json.JSONDecodeError):
+        return f"{e.msg} (line {e.lineno}, column {e.colno})"
+    return " ".join(str(e).split())
+
+
+def _too_deep(what: str, span: Span | None, fix: str) -> DatafileError:
+    return error(f"{what} is nested more than {MAX_DEPTH} levels deep", span, help=fix)
+
+
+def _deepest_line(text: str, line: int) -> Span | None:
+    """The longest line of a block (the likeliest to hold an expression nested too deeply
+    for Python's parser, which does not say where it gave up)."""
+    best = None
+    for n, ln in enumerate(text.split("\n"), line):
+        if ln.strip() and (best is None or len(ln) > best[1]):
+            best = (n, len(ln), len(ln) - len(ln.lstrip()) + 1)
+    return None if best is None else Span("", best[0], best[2], best[0], best[1] + 1)
+
+
+def _nested_too_deep(tree: ast.AST, limit: int = MAX_DEPTH) -> ast.AST | None:
+    """The first node of `tree` nested more than `limit` levels deep (a node with a
+    position: its own or its nearest ancestor's), or None. Walks with a list, never
+    recursing, so any depth is measured."""
+    stack: list[tuple[ast.AST, int, ast.AST]] = [(tree, 0, tree)]
+    while stack:
+        node, depth, at = stack.pop()
+        if hasattr(node, "lineno"):
+            at = node
+        if depth > limit:
+            return at
+        stack.extend((child, depth + 1, at) for child in reversed(list(ast.iter_child_nodes(node))))
+    return None
+
+
+def value_problem(value: Any) -> str | None:
+    """What makes a parameter's value unsafe to fingerprint and store, as the end of a
+    sentence, or None: more than MAX_PARAMS_VALUES values once shared parts are counted
+    each time they appear (a YAML alias bomb), nesting deeper than MAX_DEPTH, a value
+    that contains itself (a recursive YAML alias), or an integer too long to print.
+
+    Iterative, and each shared part is walked once, so a billion-laughs file is judged
+    in the time it took to load."""
+    def kids(v: Any) -> list | None:
+        if isinstance(v, dict):
+            return [*v.keys(), *v.values()]
+        if isinstance(v, (list, tuple, set, frozenset)):
+            return list(v)
+        return None
+
+    def scalar_problem(v: Any) -> str | None:
+        if isinstance(v, int) and v.bit_length() > 10_000:
+            try:
+                str(v)
+            except ValueError:  # more digits than Python prints (4300 by default)
+                return "holds an integer too long to print"
+        return None
+
+    top = kids(value)
+    if top is None:
+        return scalar_problem(value)
+    too_deep = f"is nested more than {MAX_DEPTH} levels deep"
+    too_many = (f"holds more than {MAX_PARAMS_VALUES:,} values once shared parts (YAML "
+                f"aliases) are counted each time they appear")
+    done: dict[int, tuple[int, int]] = {}  # id -> (values, height) of a container walked
+    path = {id(value)}  # the containers being walked, to find one inside itself
+    # Per container being walked: itself, its children left, [its values, its height].
+    stack: list[tuple[Any, Any, list[int]]] = [(value, iter(top), [1, 1])]
+    total = 1  # values met so far, shared parts counted each time
+    while stack:
+        v, children, acc = stack[-1]
+        entered = False
+        for child in children:
+            grand = kids(child)
+            if grand is None:
+                problem = scalar_problem(child)
+                if problem:
+                    return problem
+                acc[0] += 1
+                total += 1
+            elif id(child) in done:
+                n, height = done[id(child)]
+                if len(stack) + height > MAX_DEPTH:
+                    return too_deep
+                acc[0] += n
+                acc[1] = max(acc[1], height + 1)
+                total += n
+            elif id(child) in path:
+                return "contains itself (a YAML alias inside its own anchor)"
+            else:
+                if len(stack) >= MAX_DEPTH:
+                    return too_deep
+                path.add(id(child))
+                stack.append((child, iter(grand), [1, 1]))
+                total += 1
+                entered = True
+            if total > MAX_PARAMS_VALUES:
+                return too_many
+            if entered:
+                break
+        if entered:
+            continue
+        stack.pop()
+        path.discard(id(v))
+        done[id(v)] = (acc[0], acc[1])
+        if stack:
+            parent = stack[-1][2]
+            parent[0] += acc[0]
+            parent[1] = max(parent[1], acc[1] + 1)
+    return None
 
 
 def _first_non_literal(node: ast.AST) -> ast.AST:
@@ -921,9 +1186,15 @@ def _scan(fn: ast.FunctionDef, args: set[str], path: str) -> _Scan:
     scan = _Scan()
     bound: set[str] = set()
     loads: list[tuple[str, ast.AST]] = []
-    stack: list[tuple[ast.AST, bool]] = [(st, False) for st in reversed(fn.body)]
+    # Each node with whether it is inside a nested function, how deep it is, and the
+    # nearest node with a position (its own, or an ancestor's): to say where a recipe
+    # nests too deeply, before anything recurses over it (`fast_dump`, `compile`).
+    stack: list[tuple[ast.AST, bool, int, ast.AST]] = [(st, False, 1, st)
+                                                       for st in reversed(fn.body)]
     while stack:
-        n, nested = stack.pop()
+        n, nested, depth, at = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _Deep(at)
         _bind(n, bound)
         if isinstance(n, (ast.Yield, ast.YieldFrom)) and not nested:
             scan.generator = True
@@ -942,6 +1213,8 @@ def _scan(fn: ast.FunctionDef, args: set[str], path: str) -> _Scan:
                 parts.append(cur.attr)
                 cur = cur.value
             if isinstance(cur, ast.Name):
+                if depth + len(parts) > MAX_DEPTH:
+                    raise _Deep(n)
                 parts.append(cur.id)
                 loads.append((".".join(reversed(parts)), n))
                 continue  # the chain's inner parts are implied by it
@@ -949,7 +1222,9 @@ def _scan(fn: ast.FunctionDef, args: set[str], path: str) -> _Scan:
             loads.append((n.id, n))
             continue
         inner = nested or isinstance(n, _NESTED)
-        stack.extend((c, inner) for c in reversed(list(ast.iter_child_nodes(n))))
+        if hasattr(n, "lineno"):
+            at = n
+        stack.extend((c, inner, depth + 1, at) for c in reversed(list(ast.iter_child_nodes(n))))
     imported = {name for name, _, _ in scan.imports}
     seen: set[str] = set()
     for chain, n in loads:

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .diagnostics import render
+from .diagnostics import render_all
 from .errors import DatafileError, Diagnostic
 
 if TYPE_CHECKING:
@@ -41,8 +41,7 @@ class Reporter:
     # -- messages -------------------------------------------------------------------
 
     def diagnostics(self, diags: list[Diagnostic]) -> None:
-        for d in diags:
-            self.err.write(render(d, color=self.color))
+        self.err.write(render_all(diags, color=self.color))
         self.err.flush()
 
     def error(self, exc: BaseException) -> None:
@@ -112,13 +111,16 @@ class Reporter:
         counts = {s: len(result.names(s)) for s in ("built", "fresh", "cached", "failed")}
         if result.dry_run:
             planned = result.names("planned")
-            if not planned:
+            if not planned and not result.failed:
                 self.print(f"datamake: {_targets(result)} up to date")
-            else:
+            elif planned:
                 for n in planned:
                     why = ", ".join(reason_text(r) for r in result.outcomes[n].reasons)
                     self.print(f"{n}  ({why})")
                 self.print(f"datamake: {len(planned)} of {len(result.outcomes)} steps would run")
+            if result.failed:  # told above, step by step; the exit code is 1
+                self.err.write(f"datamake: a build would fail at {_listed(result.failed)}\n")
+                self.err.flush()
             return
         if result.interrupted:
             self.note(f"interrupted; {counts['built']} finished steps are kept")
@@ -154,6 +156,11 @@ def _failure_body(text: str, help: str | None) -> str:
     if "\n" not in text.rstrip("\n"):
         body = f"datamake: error: {body}"
     return body + (f"help: {help}\n" if help else "")
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _targets(result: "BuildResult") -> str:
@@ -205,12 +212,16 @@ class JsonReporter(Reporter):
 def plan_json(result: "BuildResult") -> dict[str, Any]:
     """`-n --json`: {"run": [...], "fresh": [...], "reasons": {...}} (SPEC section 6)."""
     run = [n for n, o in result.outcomes.items() if o.status == "planned"]
-    return {
+    doc: dict[str, Any] = {
         "run": run,
         "fresh": [n for n, o in result.outcomes.items() if o.status == "fresh"],
         "reasons": {n: [{"code": r.code, "name": r.name} for r in result.outcomes[n].reasons]
                     for n in run},
     }
+    if result.failed:  # steps that cannot be judged (a missing input): a build would fail
+        doc["failed"] = [{"node": n, "error": result.outcomes[n].error or "failed"}
+                         for n in result.failed]
+    return doc
 
 
 def build_json(result: "BuildResult") -> dict[str, Any]:

@@ -121,6 +121,49 @@ CASES = {
           |               ^^^^^^^^^^^^
         help: put it in quotes: `"data/raw.csv"`
         """),
+    "a name a recipe reads that is defined nowhere": (
+        # `--check` passed it; the build then failed with a NameError.
+        """
+        all: x
+        x:
+            y + 1
+        """,
+        """
+        Datafile:3:5: error: the recipe of `x` uses `y`, which is defined nowhere
+          |
+        3 |     y + 1
+          |     ^
+        help: list it as an input of `x`, define or import it in a `python:` block, or import it in the recipe
+        """),
+    "a misspelt helper from the python block": (
+        """
+        python:
+            def clean_rows(rows):
+                return rows
+        dataset raw = "raw.csv"
+        clean: raw
+            clean_row(raw)
+        """,
+        """
+        Datafile:6:5: error: the recipe of `clean` uses `clean_row`, which is defined nowhere
+          |
+        6 |     clean_row(raw)
+          |     ^^^^^^^^^
+        help: did you mean `clean_rows`?
+        """),
+    "a recipe reading an alias": (
+        """
+        x:
+            everything
+        everything: x
+        """,
+        """
+        Datafile:2:5: error: the recipe of `x` uses `everything`, a rule without a recipe, which has no value
+          |
+        2 |     everything
+          |     ^^^^^^^^^^
+        help: list the names `everything` stands for as inputs of `x`
+        """),
     "continuation line of a parameter not indented": (
         "param features = [\n\"a\",\n]\n",
         """
@@ -292,3 +335,78 @@ def test_python_warnings_about_a_recipe_point_at_its_datafile_line(proj):
     r = proj.run()
     assert r.code == 0
     assert 'Datafile:6: SyntaxWarning: "is" with a literal' in r.err
+
+
+def test_names_a_recipe_may_read_without_listing_them(proj):
+    # Builtins, the module's own names, what the `python:` block defines anywhere at its
+    # top level (or declares `global`), what the recipe imports or binds itself; and
+    # nothing is known of a block that star-imports.
+    proj.write("Datafile", """
+        python:
+            import json as j
+            try:
+                from math import sqrt
+            except ImportError:
+                sqrt = None
+            for base in (10,):
+                pass
+            def set_scale():
+                global scale
+                scale = 2
+            set_scale()
+        out:
+            import os
+            total = sum(len(p) for p in [__name__, os.sep])
+            j.dumps([sqrt(4) * scale * base, total, [k for k in range(2)]])
+    """)
+    r = proj.run("--check")
+    assert (r.code, r.err) == (0, "datamake: Datafile: no errors\n")
+    assert proj.run().code == 0
+    proj.write("Datafile", """
+        python:
+            from math import *
+        out:
+            sqrt(4)
+    """)
+    assert proj.run("--check").code == 0
+
+
+def test_an_included_recipe_reading_a_name_it_does_not_list(proj):
+    # It was a KeyError: the check looked the included file's own name up unprefixed.
+    proj.write("Datafile", 'include "sub/Datafile" as sub\nall: sub.b\n')
+    proj.write("sub/Datafile", 'dataset a = "a.txt"\nb:\n    a\n')
+    r = proj.run("--check")
+    assert (r.code, r.err) == (2, textwrap.dedent("""\
+        sub/Datafile:3:5: error: the recipe of `sub.b` uses `a`, which is not one of its inputs
+          |
+        3 |     a
+          |     ^
+        help: add `a` to the inputs: `b: a`
+        """))
+
+
+def test_a_dry_run_that_would_fail_says_so_not_up_to_date(proj):
+    # `-n` exits 1 when a step cannot be judged (a missing source): it said "up to date".
+    proj.write("Datafile", """
+        dataset raw = "raw.csv"
+        all: first clean
+        first:
+            1
+        clean: raw
+            raw
+    """)
+    r = proj.run("-n")
+    assert r.code == 1
+    assert r.out == "first  (no-record)\ndatamake: 1 of 2 steps would run\n"
+    assert r.err == ("FAILED clean  0.00s\n"
+                     "datamake: error: input `raw` does not exist at `raw.csv`\n"
+                     "help: no rule writes it: create the file, or fix the location\n"
+                     "datamake: a build would fail at `clean`\n")
+    r = proj.run("-n", "clean")
+    assert (r.code, r.out) == (1, "")
+    assert r.err.endswith("datamake: a build would fail at `clean`\n")
+    r = proj.run("-n", "--json")
+    assert r.code == 1
+    assert r.json == {"run": ["first"], "fresh": [], "reasons": {"first": [
+        {"code": "no-record", "name": None}]}, "failed": [
+        {"node": "clean", "error": "input `raw` does not exist at `raw.csv`"}]}

@@ -235,6 +235,51 @@ def test_partition_errors_are_static(proj):
     assert "`out` is partitioned (its location has `{id}`), but its rule writes it whole" in r.err
 
 
+FOLDERS = """
+    dataset srcs = "src/{id}.txt"
+    dataset outs = "out/{id}" as path
+
+    outs[id]: srcs[id]
+        $ mkdir -p {outs} && cp {srcs} {outs}/copy.txt
+"""
+
+
+def test_a_symlinked_partition_folder_is_removed_as_a_link(proj, tmp_path_factory):
+    # A partition folder moved to another disk and linked back: when its input partition
+    # goes, the link goes, never what it points to (and the build does not fail with
+    # "Cannot call rmtree on a symbolic link", build after build).
+    proj.write("Datafile", FOLDERS)
+    proj.write("src/a.txt", "a")
+    proj.write("src/b.txt", "b")
+    assert proj.built() == ["outs[a]", "outs[b]"]
+    elsewhere = tmp_path_factory.mktemp("other-disk") / "b"
+    os.rename(proj.path("out/b"), elsewhere)
+    os.symlink(elsewhere, proj.path("out/b"))
+    assert proj.built() == []
+    os.unlink(proj.path("src/b.txt"))
+    r = proj.run()
+    assert (r.code, r.err) == (0, "datamake: removed outs[b]: its input partition is gone\n")
+    assert not os.path.lexists(proj.path("out/b"))
+    assert (elsewhere / "copy.txt").read_text() == "b"
+    assert proj.built() == []
+
+
+def test_partitions_are_listed_no_deeper_than_their_pattern(proj):
+    # A link that loops (`src/x/up -> ..`) is not followed forever (it was an OSError
+    # "Too many levels of symbolic links" from the listing).
+    proj.write("Datafile", """
+        dataset srcs = "src/{a}/{b}.txt"
+        dataset outs = "out/{a}/{b}.txt"
+
+        outs[k]: srcs[k]
+            srcs.upper()
+    """)
+    proj.write("src/x/1.txt", "one")
+    os.symlink("..", proj.path("src/x/up"))
+    assert proj.built() == ["outs[x/1]"]
+    assert proj.read("out/x/1.txt") == "ONE"
+
+
 CHUNKS = """
     param n = 6
     dataset emb = "emb/{chunk}.json"
