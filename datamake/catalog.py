@@ -12,7 +12,7 @@ import itertools
 import os
 import re
 import time
-from stat import S_ISDIR
+from stat import S_ISDIR, S_ISREG
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -21,7 +21,8 @@ from . import formats
 from .errors import CatalogError
 from .formats import FormatError
 from .graph import DatasetInfo, location_problem
-from .hashing import HashingWriter, hash_file, hash_listing, hash_parts, hash_stream
+from .hashing import (HashingWriter, NotAFileError, hash_file, hash_listing, hash_parts,
+                      hash_stream)
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -553,6 +554,8 @@ class Catalog:
                 return hash_stream(f)
         except FileNotFoundError:
             raise CatalogError(f"dataset `{name}` does not exist at `{self.shown(loc)}`") from None
+        except NotAFileError:
+            raise _not_a_file(name, self.shown(loc)) from None
         except OSError as e:
             raise self._storage_error(loc, e) from None
 
@@ -578,7 +581,11 @@ class Catalog:
         fmt = formats.get(loc.format)
         try:
             if loc.local:
-                with open(loc.url, "rb") as f:
+                fd = os.open(loc.url, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                if not S_ISREG(os.fstat(fd).st_mode):
+                    os.close(fd)
+                    raise _not_a_file(name, self.shown(loc))
+                with open(fd, "rb") as f:
                     return fmt.load(f, loc.options)
             with self._remote(loc), self.fs(loc.url).open(loc.url, "rb") as f:
                 return fmt.load(f, loc.options)
@@ -1003,3 +1010,9 @@ class PartitionMap(Mapping):
 
     def __repr__(self) -> str:
         return f"<{len(self._keys)} partitions of {self._name}>"
+
+
+def _not_a_file(name: str, shown: str) -> CatalogError:
+    return CatalogError(f"dataset `{name}` at `{shown}` is not a file (a device, a pipe or "
+                        f"a socket): datamake reads only files and folders",
+                        help="point the dataset at a file or a folder")

@@ -15,6 +15,7 @@ cache entry's link from a signature to its outputs is authenticated by the team 
 from __future__ import annotations
 
 import os
+import stat
 import re
 
 import xxhash
@@ -61,6 +62,11 @@ def hash_listing(*parts: str) -> str:
     return blake3("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class NotAFileError(OSError):
+    """A path that is neither a file nor a folder (a device, a pipe, a socket): its
+    "content" may never end, so datamake never reads it."""
+
+
 def hash_file(path: str) -> str:
     """Content digest of a local file (small files in one read, big ones in chunks).
 
@@ -68,9 +74,13 @@ def hash_file(path: str) -> str:
     per file, which shows when a build hashes thousands of small inputs."""
     from blake3 import blake3
 
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    # Non-blocking: a named pipe must not wait here for a writer (it is refused below).
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise NotAFileError(path)
+        size = st.st_size
         if size <= _SMALL:
             data = os.read(fd, size + 1)
             more = os.read(fd, _CHUNK) if data else b""

@@ -361,3 +361,29 @@ def test_the_command_line_exits_2_with_the_same_text(proj, files):
     for args in (("--check",), (), ("-n",)):
         r = proj.run(*args, timeout=60)  # a hang guard: each takes well under a second
         assert (r.code, r.out, r.err) == (2, "", expected), args
+
+
+def test_a_dataset_that_is_a_device_or_a_pipe_is_never_read(proj):
+    # Hashing or loading /dev/zero never ends, and a named pipe blocks until a writer
+    # comes: each is a clear failure of the step that reads it, never a hang.
+    import datamake
+
+    os.mkfifo(proj.path("fifo"))
+    proj.write("Datafile", """
+        dataset z = "/dev/zero" as text
+        dataset f = "fifo" as text
+
+        out: z
+            z[:3]
+        out2: f
+            f[:3]
+    """)
+    r = proj.run("-k", "out", "out2", timeout=60)
+    assert r.code == 1
+    for name, shown in (("z", os.path.relpath("/dev/zero", proj.root)), ("f", "fifo")):
+        assert (f"datamake: error: dataset `{name}` at `{shown}` is not a file (a device, a "
+                f"pipe or a socket): datamake reads only files and folders\n"
+                f"help: point the dataset at a file or a folder\n") in r.err
+    assert "Traceback" not in r.err
+    with pytest.raises(datamake.errors.CatalogError, match="is not a file"):
+        datamake.load("f", str(proj.path("Datafile")))
