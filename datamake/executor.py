@@ -652,7 +652,8 @@ class _Build:
                 help_ = None
             self.reporter.step_failed(step, text, help_, seconds)
             self.project.state.record_run_step(step, "failed", seconds,
-                                               [r.code for r in verdict.reasons])
+                                               [r.code for r in verdict.reasons],
+                                               text.rstrip("\n") + (f"\nhelp: {help_}" if help_ else ""))
             self.settle(rr, step, key, Outcome("failed", None, seconds, verdict.reasons,
                                                summary), verdict)
         else:
