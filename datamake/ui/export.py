@@ -27,6 +27,7 @@ COLORS = {  # fill, stroke: as the page's style.css
 SIZES = {"rule": (196, 46), "dataset": (176, 42), "param": (156, 40), "alias": (150, 40)}
 RANK_GAP = 56
 NODE_GAP = 14
+HUB = 5  # a parameter read by more rules than this is drawn without its edges
 
 
 def html_page(source: Source) -> str:
@@ -54,9 +55,19 @@ def html_page(source: Source) -> str:
 
 def svg_picture(source: Source) -> str:
     graph = source.graph()
-    nodes = {n["id"]: n for n in graph["nodes"]}
+    nodes = {n["id"]: dict(n) for n in graph["nodes"]}
     edges = [(e["from"], e["to"]) for e in graph["edges"]
              if e["from"] in nodes and e["to"] in nodes and e["from"] != e["to"]]
+    # A parameter that many rules read would tie the whole picture to itself (as on the
+    # page): it stands alone, saying how many rules read it.
+    readers: dict[str, int] = {}
+    for a, _ in edges:
+        if nodes[a]["kind"] == "param":
+            readers[a] = readers.get(a, 0) + 1
+    hubs = {p for p, n in readers.items() if n > HUB}
+    for p in hubs:
+        nodes[p]["detail"] = f"{nodes[p].get('detail') or ''} · read by {readers[p]} rules"
+    edges = [(a, b) for a, b in edges if a not in hubs]
     sizes = {i: SIZES.get(n["kind"], SIZES["rule"]) for i, n in nodes.items()}
     pos, routes, width, height = layout(list(nodes), edges, sizes)
     top = 58

@@ -526,9 +526,6 @@ class LocalSource:
             threading.Thread(target=self._proc.wait, daemon=True).start()
             return {"target": target, "pid": self._proc.pid}
 
-    def building(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     # -- following builds -----------------------------------------------------------------
 
     def follow(self) -> None:

@@ -15,6 +15,7 @@
   const TOKEN = new URLSearchParams(location.search).get("token") || "";
   const SIZES = { rule: [196, 46], dataset: [176, 42], param: [156, 40], alias: [150, 40],
                   ns: [196, 46] };
+  const HUB = 5;  // a parameter read by more rules than this is a hub (see show)
   const STATUSES = ["fresh", "cached", "stale", "running", "failed", "missing", "source",
                     "param", "alias"];
   const WORDS = { fresh: "fresh", cached: "cached (restored)", stale: "stale",
@@ -111,6 +112,7 @@
   // -- state ----------------------------------------------------------------------------
 
   let G = null;                   // the graph document
+  let hubs = new Map();           // parameter read by many rules -> its readers (drawn on demand)
   let byId = new Map();           // node id -> node
   let structure = "";             // what the layout depends on
   const folded = new Set();       // folded namespaces
@@ -152,7 +154,7 @@
       if (p && p[1] > 1) t += " · " + p[0] + "/" + p[1];
       return t;
     }
-    if (n.kind === "param") return n.detail || "";
+    if (n.kind === "param") return (n.detail || "") + (hubs.has(n.id) ? " · read by " + hubs.get(n.id).length + " rules" : "");
     if (n.kind === "dataset") return status === "missing" ? "missing · " + (n.detail || "") : (n.detail || "");
     if (status === "stale") return "stale · " + (n.reasons.join(", ") || "upstream");
     if (status === "failed") return "failed" + (n.reasons.length ? " · " + n.reasons.join(", ") : "");
@@ -179,6 +181,8 @@
 
   function layout() {
     const g = new dagre.graphlib.Graph({ compound: true });
+    // network-simplex gives the tidiest ranks; past a few hundred nodes tight-tree is
+    // about twice as fast for a picture as readable (bench/ui.py).
     g.setGraph({ rankdir: "LR", nodesep: 14, ranksep: 54, edgesep: 8, marginx: 24, marginy: 30,
                  ranker: G.nodes.length > 150 ? "tight-tree" : "network-simplex" });
     g.setDefaultEdgeLabel(() => ({}));
@@ -206,10 +210,13 @@
       if (n.ns) g.setParent(n.id, "ns:" + n.ns);
     }
     for (const e of G.edges) {
+      if (hubs.has(e.from)) continue;
       const a = visible(e.from), b = visible(e.to);
       if (a !== b && g.hasNode(a) && g.hasNode(b) && !g.hasEdge(a, b)) g.setEdge(a, b, { pinned: e.pinned });
     }
+    performance.mark("datamake-layout-start");
     dagre.layout(g);
+    performance.measure("datamake-layout", "datamake-layout-start");
     return g;
   }
 
@@ -305,12 +312,14 @@
   function updateStatuses() {
     for (const [id, d] of drawn) {
       if (!d.g || !d.node || d.node.kind === "ns") continue;
-      const status = statusOf(d.node);
-      const cls = "node kind-" + d.node.kind + " s-" + status +
+      const n = byId.get(id) || d.node;  // the latest document's node (drawn: an older one)
+      d.node = n;
+      const status = statusOf(n);
+      const cls = "node kind-" + n.kind + " s-" + status +
                   (id === selected ? " selected" : "") + (d.g.classList.contains("hit") ? " hit" : "");
       if (d.g.getAttribute("class") !== cls) d.g.setAttribute("class", cls);
       d.g.dataset.status = status;
-      const text = subText(d.node, status);
+      const text = subText(n, status);
       if (d.sub.textContent !== text) d.sub.textContent = text;
     }
     const building = live.builds.size > 0;
@@ -370,12 +379,18 @@
     s.addEventListener("pointerdown", (ev) => {
       if (ev.button !== 0) return;
       drag = { x: ev.clientX, y: ev.clientY, vx: view.x, vy: view.y, moved: false };
-      s.setPointerCapture(ev.pointerId);
     });
     s.addEventListener("pointermove", (ev) => {
       if (!drag) return;
       const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
-      if (Math.abs(dx) + Math.abs(dy) > 3) { drag.moved = true; s.classList.add("dragging"); }
+      if (!drag.moved && Math.abs(dx) + Math.abs(dy) > 3) {
+        // A drag from here on (captured only now: a capture at pointerdown would take
+        // the click away from the node under the pointer).
+        drag.moved = true;
+        s.classList.add("dragging");
+        s.setPointerCapture(ev.pointerId);
+      }
+      if (!drag.moved) return;
       view.x = drag.vx + dx;
       view.y = drag.vy + dy;
       apply();
@@ -442,10 +457,25 @@
   function markSelected(id) {
     for (const x of document.querySelectorAll(".node.selected")) x.classList.remove("selected");
     for (const x of document.querySelectorAll(".edge.near")) x.classList.remove("near");
+    for (const x of document.querySelectorAll(".edge.hub")) x.remove();
     const d = drawn.get(id);
     if (!d || !d.g) return;
     d.g.classList.add("selected");
     for (const e of d.edges) e.classList.add("near");
+    // A hub's edges, drawn now: from the hub to its readers, or to this reader.
+    const pairs = [];
+    if (hubs.has(id)) for (const r of hubs.get(id)) pairs.push([id, r]);
+    for (const [h, rs] of hubs) if (rs.includes(id)) pairs.push([h, id]);
+    const layer = document.querySelector("#viewport .edges");
+    for (const [a, b] of pairs) {
+      const da = drawn.get(visible(a)), db = drawn.get(visible(b));
+      if (!da || !db || !da.g || !db.g || da === db) continue;
+      const p = da.g.getBBox(), q = db.g.getBBox();
+      const x1 = p.x + p.width, y1 = p.y + p.height / 2, x2 = q.x, y2 = q.y + q.height / 2;
+      const mx = (x1 + x2) / 2;
+      layer.append(sv("path", { class: "edge near hub", d: `M${x1},${y1}C${mx},${y1} ${mx},${y2} ${x2},${y2}`,
+                                "marker-end": "url(#arrow)" }));
+    }
   }
 
   function closePanel() {
@@ -760,12 +790,20 @@
   // -- loading -------------------------------------------------------------------------------
 
   function shapeOf(g) {
-    return JSON.stringify([g.nodes.map((n) => [n.id, n.kind, n.ns, n.label]), g.edges.map((e) => [e.from, e.to]), g.namespaces.map((n) => n.id)]);
+    return JSON.stringify([g.nodes.map((n) => [n.id, n.kind, n.ns, n.label, n.description]), g.edges.map((e) => [e.from, e.to]), g.namespaces.map((n) => n.id)]);
   }
 
   function show(g, first) {
     G = g;
     byId = new Map(g.nodes.map((n) => [n.id, n]));
+    // A parameter that many rules read would tie the whole layout to itself: it is laid
+    // out alone, and its edges are drawn only while it or a reader is selected.
+    const readers = new Map();
+    for (const e of g.edges) {
+      const n = byId.get(e.from);
+      if (n && n.kind === "param") readers.set(e.from, (readers.get(e.from) || []).concat([e.to]));
+    }
+    hubs = new Map([...readers].filter(([, r]) => r.length > HUB));
     if (g.now) clockOffset = g.now - Date.now() / 1000;
     $("title").textContent = g.title;
     document.title = g.title + " — datamake";
