@@ -369,6 +369,13 @@ def test_tail_reads_whole_lines_and_starts_over_on_a_new_file(tmp_path):
     path.write_bytes(b'{"event":"end","pid":1}\n')
     found, pos, ino = events_mod.tail(path, pos, ino)
     assert [e["event"] for e in found] == ["end"]
+    # Read to its end, it may be emptied (a long session does not grow it for ever).
+    assert events_mod.truncate_read(path, pos - 1, ino) == pos - 1  # not all read: kept
+    assert events_mod.truncate_read(path, pos, ino) == 0 and path.stat().st_size == 0
+    with open(path, "ab") as f:
+        f.write(b'{"event":"start","pid":2}\n')
+    found, pos, ino = events_mod.tail(path, 0, ino)
+    assert [(e["event"], e["pid"]) for e in found] == [("start", 2)]
 
 
 # -- the server: who may ask, and what it answers ---------------------------------------

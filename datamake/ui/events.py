@@ -165,3 +165,23 @@ def tail(path: Path, pos: int, ino: int | None) -> tuple[list[dict[str, Any]], i
         if isinstance(doc, dict) and isinstance(doc.get("event"), str):
             events.append(doc)
     return events, pos + end, ino
+
+
+def truncate_read(path: Path, pos: int, ino: int | None) -> int:
+    """Empty the events file once everything in it was read (`pos` is its end), so that
+    a long session does not grow it without end; returns where to read next. A line a
+    build appends between the check and the truncation is lost (the page then learns
+    that build's outcome when it ends and the page plans again)."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError:
+        return pos
+    try:
+        st = os.fstat(fd)
+        if st.st_ino == ino and st.st_size == pos:
+            os.ftruncate(fd, 0)
+            return 0
+        return pos
+    finally:
+        os.close(fd)
+

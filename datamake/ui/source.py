@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 MAX_PARTITIONS = 500  # partitions listed in a panel or a preview
 MAX_VERSIONS = 50  # versions (and their metrics) listed
 MAX_PICKLE = 200 * 1024 * 1024  # a pickle larger than this is not read for a preview
+MAX_EVENTS = 8 * 1024 * 1024  # the events file is emptied once read this far
 
 
 class LocalSource:
@@ -568,6 +569,8 @@ class LocalSource:
                 return [], (0, None)
             return [], (st.st_size, st.st_ino)
         found, pos, ino = events_mod.tail(path, *cursor)
+        if pos > MAX_EVENTS:
+            pos = events_mod.truncate_read(path, pos, ino)
         return found, (pos, ino)
 
 
