@@ -472,7 +472,9 @@ def _ui(file: str, overrides: dict[str, Any], raw: list[str], reporter, port: in
     try:
         Project(file, params=overrides).close()
     except DatafileError as e:
-        reporter.error(e)  # the page shows it too, until the Datafile is fixed
+        if not any(d.span for d in e.diagnostics):
+            raise  # no Datafile there at all: a command-line error
+        reporter.error(e)  # a mistake in it: the page shows it too, until it is fixed
     source = LocalSource(file, overrides, raw)
     wait = (lambda: _watch(file, overrides, reporter, poll)) if poll is not None else None
     try:

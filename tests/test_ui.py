@@ -278,6 +278,38 @@ def test_previews_of_partitions_images_and_versions_across_builds(proj):
         ("a", "fresh"), ("b", "fresh"), ("c", "fresh")]
 
 
+def test_missing_sources_cached_steps_and_a_broken_datafile(proj):
+    proj.write("Datafile", """
+        param n = 1
+        dataset here = "here.txt"
+        dataset gone = "gone.txt"
+        dataset out = "out.txt"
+
+        out: here n
+            here * n
+        other: gone
+            gone
+    """)
+    proj.write("here.txt", "x")
+    assert proj.built("out") == ["out"]
+    assert proj.built("out", "n=2") == ["out"]
+    assert proj.build("out")["cached"] == ["out"]  # n back to 1: restored from the cache
+    with inside(proj.root):
+        g = LocalSource("Datafile").graph()
+        other = LocalSource("Datafile").panel("other")
+    status = {n["id"]: n["status"] for n in g["nodes"]}
+    assert status == {"here": "source", "gone": "missing", "out": "cached", "other": "failed",
+                      "n": "param"}
+    # A step whose input is missing would fail: the panel says why.
+    assert other["failure"] == {"step": "other",
+                                "text": "input `gone` does not exist at `gone.txt`"}
+    proj.write("Datafile", "out: nowhere\n    nowhere\n")
+    with inside(proj.root):
+        g = LocalSource("Datafile").graph()
+    assert g["nodes"] == [] and g["error"].startswith(
+        "Datafile:1:6: error: unknown name `nowhere`\n")
+
+
 def test_namespaces_of_included_files(proj):
     proj.write("Datafile", """
         include "features/Datafile" as features
@@ -633,6 +665,17 @@ def test_the_svg_picture_has_every_node_and_no_overlaps(tmp_path):
         for (x2, y2, w2, h2) in boxes[i + 1:]:
             assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y, "boxes overlap"
     assert len(root.findall(".//s:path[@marker-end]", ns)) > len(needed)
+
+
+def test_the_svg_picture_shows_hostile_text_as_text(proj):
+    write_hostile(proj)
+    r = proj.run("--dag", "--format", "svg", "-o", "dag.svg")
+    assert r.code == 0, r.err
+    root = ET.fromstring(proj.read("dag.svg"))  # well-formed: every text escaped
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert root.findall(".//s:script", ns) == [] and root.findall(".//s:img", ns) == []
+    titles = [t.text for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    assert "out\n<script>window.pwned = 1; alert(1)</script><img src=x onerror=\"window.pwned=2\">" in titles
 
 
 # -- the page, in headless Chromium ------------------------------------------------------
