@@ -620,6 +620,27 @@ def test_a_port_in_use_is_a_clear_error(proj):
                      f"out for a free one\n")
 
 
+def test_no_datafile_is_a_command_line_error_and_a_broken_one_is_served(proj):
+    r = proj.run("--ui")
+    assert r.code == 2
+    assert r.err == proj.run().err == ("datamake: error: no Datafile at `Datafile`\n"
+                                       "help: create one, or name it with `-f FILE`\n")
+    proj.write("Datafile", "out: nowhere\n    nowhere\n")
+    p = subprocess.Popen([sys.executable, "-m", "datamake", "--ui"], cwd=proj.root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=clean_env())
+    try:
+        assert _read_line(p).startswith("datamake: the pipeline page is at ")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0
+    assert err.startswith("Datafile:1:6: error: unknown name `nowhere`\n")
+
+
 def test_without_the_ui_extra_one_line_names_it(proj, tmp_path):
     # Starlette and uvicorn hidden from the import system, as when the extra is missing.
     shim = tmp_path / "shim"
