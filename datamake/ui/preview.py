@@ -11,8 +11,10 @@ files without restriction, and the page trusts them no less.)
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import os
 import pickle
 import pickletools
 from typing import Any, BinaryIO
@@ -175,3 +177,29 @@ def binary(data: bytes) -> dict[str, Any]:
     head = data[:512]
     lines = [f"{i:08x}  {head[i:i + 16].hex(' ')}" for i in range(0, len(head), 16)]
     return text_doc("\n".join(lines) + ("\n…" if len(data) > 512 else ""))
+
+
+def folder_size(path: str, limit: int = 10_000) -> int:
+    """The bytes of a folder's files (the first `limit` folders' worth)."""
+    total = 0
+    for i, (dirpath, _, files) in enumerate(os.walk(path)):
+        for fn in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(dirpath, fn)).st_size
+        if i > limit:
+            break
+    return total
+
+
+def files(path: str) -> dict[str, Any]:
+    """A folder's first 200 files with their sizes (a `path` dataset's preview)."""
+    out = []
+    for dirpath, dirnames, names in os.walk(path):
+        dirnames.sort()
+        for fn in sorted(names):
+            p = os.path.join(dirpath, fn)
+            with contextlib.suppress(OSError):
+                out.append({"name": os.path.relpath(p, path), "size": os.stat(p).st_size})
+            if len(out) >= 200:
+                return {"kind": "files", "files": out, "truncated": True}
+    return {"kind": "files", "files": out, "truncated": False}

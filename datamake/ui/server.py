@@ -324,17 +324,16 @@ def serve(source: Source, port: int, say: Callable[[str], None],
     Raises ListenError when the port cannot be had. Returns the exit code."""
     import signal
 
-    server = PageServer(source, port)
-    server.start()
-    say(f"the pipeline page is at {server.url}")
-    say("(serving on 127.0.0.1 only; Ctrl-C stops)")
-
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    server = PageServer(source, port)
     previous = signal.signal(signal.SIGTERM, stop)
     code = 0
-    try:
+    try:  # from here on, Ctrl-C (even while starting) stops the server cleanly
+        server.start()
+        say(f"the pipeline page is at {server.url}")
+        say("(serving on 127.0.0.1 only; Ctrl-C stops)")
         if wait is not None:
             code = wait()
         else:

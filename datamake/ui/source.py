@@ -9,7 +9,6 @@ other processes have built since. Questions are answered one at a time.
 """
 from __future__ import annotations
 
-import ast
 import contextlib
 import os
 import subprocess
@@ -254,10 +253,10 @@ class LocalSource:
         steps = [s for s in result.outcomes if split_target(s)[0] == name]
         built = self._rule_node(project, name, steps, result, last)
         info = project.recipes[name]
-        lines = _file_lines(info.filename)
+        lines = code_mod.file_lines(info.filename)
         n_body = len(info.text.rstrip("\n").split("\n"))
-        header = _slice(lines, info.header_line, info.line - 1)
-        body = _slice(lines, info.line, info.line + n_body - 1)
+        header = code_mod.lines_of(lines, info.header_line, info.line - 1)
+        body = code_mod.lines_of(lines, info.line, info.line + n_body - 1)
         if body is None or header is None:  # the file moved on: show what was parsed
             header, body = None, info.text.rstrip("\n")
         code_lines = code_mod.plain(header, info.header_line) if header else []
@@ -304,7 +303,7 @@ class LocalSource:
                      reasons=["upstream"] if stale else [])
         doc = _panel(name, "alias", node)
         doc["target"] = name
-        doc["code"] = _declaration(file, line)
+        doc["code"] = code_mod.declaration(file, line)
         doc["inputs"] = [self._data(project, n) for n in g.aliases[name]
                          if n in g.datasets or n in g.producer]
         return doc
@@ -315,7 +314,7 @@ class LocalSource:
         doc = _panel(name, "param", _node(name, "param", "param"))
         doc["value"] = _short(pprint.pformat(project.params[name], width=80), pv.MAX_TEXT)
         span = next((p.span for p in project.model.params if p.name == name), None)
-        doc["code"] = _declaration(span.file, span.line) if span else None
+        doc["code"] = code_mod.declaration(span.file, span.line) if span else None
         doc["readers"] = [r for r, n in project.graph.rules.items() if name in n.params]
         return doc
 
@@ -323,7 +322,7 @@ class LocalSource:
         g = project.graph
         file, line, _ = g.spans.get(name, (None, 0, 0))
         doc = _panel(name, "dataset", self._dataset_node(project, name))
-        doc["code"] = _declaration(file, line)
+        doc["code"] = code_mod.declaration(file, line)
         doc["outputs"] = [self._data(project, name)]
         doc["readers"] = _readers(g, (name,))
         return doc
@@ -355,7 +354,7 @@ class LocalSource:
                 else:
                     doc["exists"] = True
                     doc["modified"] = st.st_mtime
-                    doc["size"] = _folder_size(loc.url) if os.path.isdir(loc.url) else st.st_size
+                    doc["size"] = pv.folder_size(loc.url) if os.path.isdir(loc.url) else st.st_size
             else:
                 doc["exists"] = cat.exists(name)
         except (CatalogError, OSError, KeyError):
@@ -377,9 +376,9 @@ class LocalSource:
             text = texts.get(deps[label])
             found = None
             if label.startswith("python:"):
-                found = _in_blocks(project.python_blocks(scope), label[len("python:"):])
+                found = code_mod.in_blocks(project.python_blocks(scope), label[len("python:"):])
             elif not label.startswith("recipe:") and not label.endswith(":<module>"):
-                found = _in_module(project, scope, label)
+                found = code_mod.in_module([project.scope_folder(scope), project.root], label)
             if found is not None:
                 file, first, snippet = found
                 out.append({"title": f"{label}  ({file}:{first})", "file": file,
@@ -472,7 +471,7 @@ class LocalSource:
         try:
             if fmt == formats.PATH:
                 if data is None and loc.local and os.path.isdir(loc.url):
-                    return _files(loc.url)
+                    return pv.files(loc.url)
                 with opened() as f:
                     return pv.binary(f.read(4096))
             if fmt in ("csv", "parquet", "excel"):
@@ -696,108 +695,3 @@ def _none(message: str) -> dict[str, Any]:
 
 def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _file_lines(path: str | None) -> list[str] | None:
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read().split("\n")
-    except OSError:
-        return None
-
-
-def _slice(lines: list[str] | None, first: int, last: int) -> str | None:
-    """Lines `first` to `last` (1-based, inclusive) of a file; "" for an empty range."""
-    if lines is None or first < 1 or last > len(lines):
-        return None
-    return "\n".join(lines[first - 1:last])
-
-
-def _declaration(file: str | None, line: int) -> dict[str, Any] | None:
-    text = _slice(_file_lines(file), line, line)
-    if text is None or file is None:
-        return None
-    return {"title": f"{file}:{line}", "file": file, "lines": code_mod.plain(text, line)}
-
-
-def _defines(stmt: ast.stmt, name: str) -> bool:
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return stmt.name == name
-    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-        return any((a.asname or a.name).split(".")[0] == name for a in stmt.names)
-    return any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.id == name
-               for n in ast.walk(stmt))
-
-
-def _in_blocks(blocks: tuple, name: str) -> tuple[str, int, str] | None:
-    """(file, first line, text) of the statement of a `python:` block that defines
-    `name`, at the Datafile's lines."""
-    for text, line, filename in blocks:
-        try:
-            tree = ast.parse("if True:\n" + text + "\n")
-        except SyntaxError:
-            continue
-        for st in tree.body[0].body:  # type: ignore[attr-defined]
-            if _defines(st, name):
-                first = st.decorator_list[0].lineno if getattr(st, "decorator_list", None) else st.lineno
-                lines = ("if True:\n" + text).split("\n")[first - 1:st.end_lineno]
-                return filename, line + first - 2, "\n".join(lines)
-    return None
-
-
-def _in_module(project: "Project", scope: str, label: str) -> tuple[str, int, str] | None:
-    """(file, first line, text) of `module.name`'s definition in a project module."""
-    module, _, name = label.rpartition(".")
-    if not module:
-        return None
-    folders = [project.scope_folder(scope), project.root]
-    for folder in folders:
-        rel = Path(*module.split("."))
-        for cand in (folder / rel.with_suffix(".py"), folder / rel / "__init__.py"):
-            try:
-                src = cand.read_text(encoding="utf-8")
-                tree = ast.parse(src)
-            except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-                continue
-            for st in tree.body:
-                if _defines(st, name):
-                    first = st.decorator_list[0].lineno if getattr(st, "decorator_list", None) else st.lineno
-                    text = "\n".join(src.split("\n")[first - 1:st.end_lineno])
-                    return _shown_path(cand), first, text
-            return None
-    return None
-
-
-def _shown_path(path: Path) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if rel.startswith("..") else rel
-
-
-def _folder_size(path: str, limit: int = 10_000) -> int:
-    total = 0
-    for i, (dirpath, _, files) in enumerate(os.walk(path)):
-        for fn in files:
-            with contextlib.suppress(OSError):
-                total += os.stat(os.path.join(dirpath, fn)).st_size
-        if i > limit:
-            break
-    return total
-
-
-def _files(path: str) -> dict[str, Any]:
-    out = []
-    for dirpath, dirnames, files in os.walk(path):
-        dirnames.sort()
-        for fn in sorted(files):
-            p = os.path.join(dirpath, fn)
-            with contextlib.suppress(OSError):
-                out.append({"name": os.path.relpath(p, path), "size": os.stat(p).st_size})
-            if len(out) >= 200:
-                return {"kind": "files", "files": out, "truncated": True}
-    return {"kind": "files", "files": out, "truncated": False}
-
