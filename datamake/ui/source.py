@@ -6,6 +6,10 @@ porting the page onto another core means rewriting this file alone.
 Each question opens the Datafile afresh (`Project` reads its parse cache, so this is
 cheap) and plans a dry run: what the page shows is what a build would see now, whatever
 other processes have built since. Questions are answered one at a time.
+
+It is longer than most modules because it is the whole seam, on purpose: everything the
+page needs from the core is here (and only that: reading files, highlighting and
+previewing bytes live in `code.py` and `preview.py`).
 """
 from __future__ import annotations
 
