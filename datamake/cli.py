@@ -74,8 +74,10 @@ class _Command(click.Command):
               help="Say for each rule why it is stale or fresh (runs nothing).")
 @click.option("--list", "list_", is_flag=True, help="The targets with their descriptions.")
 @click.option("--dag", is_flag=True, help="The pipeline graph, coloured by status.")
-@click.option("--format", "dag_format", type=click.Choice(["dot", "mermaid", "json", "html"]),
-              default="dot", show_default=True, help="Format of --dag.")
+@click.option("--format", "dag_format",
+              type=click.Choice(["dot", "mermaid", "json", "html", "svg"]),
+              default="dot", show_default=True,
+              help="Format of --dag (html: the pipeline page, self-contained; svg: a picture).")
 @click.option("-o", "--output", metavar="FILE", help="Write --dag to FILE.")
 @click.option("--check", is_flag=True, help="Static checks of the Datafile; runs nothing.")
 @click.option("--cache", "cache_url", metavar="URL",
@@ -93,6 +95,11 @@ class _Command(click.Command):
               help="Build, then rebuild whenever a source changes (Ctrl-C stops).")
 @click.option("--poll", type=float, default=10.0, show_default=True, metavar="SECONDS",
               help="With --watch, how often remote inputs are checked.")
+@click.option("--ui", is_flag=True,
+              help="Serve a live page of the pipeline on 127.0.0.1 (with --watch: and "
+                   "rebuild on change); Ctrl-C stops.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, metavar="N",
+              help="With --ui, the port to serve on (default: a free one).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--quiet", is_flag=True, help="Print only errors and the summary of failures.")
 @click.version_option(package_name="datamake", prog_name="datamake")
@@ -101,7 +108,8 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
          explain: bool, list_: bool, dag: bool, dag_format: str, output: str | None,
          check: bool, cache_url: str | None, no_cache: bool, cache_read_only: bool,
          history: str | None, diff: str | None, gc_size: str | None, watch: bool,
-         poll: float, as_json: bool, quiet: bool, jobs: int, executor: str) -> None:
+         poll: float, as_json: bool, quiet: bool, jobs: int, executor: str, ui: bool,
+         port: int) -> None:
     """datamake: Make for data. Builds TARGET (default: the first rule) and exactly the
     stale part of the pipeline it needs. A TARGET is a rule's output, an alias, or one
     partition of a pattern rule's output: 'name[key]'."""
@@ -116,8 +124,9 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
                  always_make=always_make, force=force, keep_going=keep_going,
                  explain=explain, list_=list_, dag=dag, dag_format=dag_format,
                  output=output, check=check, cache_url=cache_url, no_cache=no_cache,
-                 cache_read_only=cache_read_only, history=history, diff=diff, gc_size=gc_size, as_json=as_json, quiet=quiet,
-                 watch=watch, poll=poll, jobs=jobs, executor=executor))
+                 cache_read_only=cache_read_only, history=history, diff=diff,
+                 gc_size=gc_size, as_json=as_json, quiet=quiet, watch=watch, poll=poll,
+                 jobs=jobs, executor=executor, ui=ui, port=port))
 
 
 def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: bool,
@@ -126,7 +135,8 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         check: bool, as_json: bool, quiet: bool, cache_url: str | None = None,
         no_cache: bool = False, history: str | None = None, diff: str | None = None,
         gc_size: str | None = None, watch: bool = False, poll: float = 10.0, jobs: int = 1,
-        executor: str = "local", cache_read_only: bool = False) -> int:
+        executor: str = "local", cache_read_only: bool = False, ui: bool = False,
+        port: int = 0) -> int:
     """The command line's work; returns the exit code."""
     from .reporter import JsonReporter, LiveReporter, Reporter
 
@@ -146,6 +156,8 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         targets, overrides, raw = split_args(args)
         from .project import Project
 
+        if ui:
+            return _ui(file, overrides, raw, reporter, port, poll if watch else None)
         if watch:
             return _watch(file, overrides, reporter, poll)
         project = Project(file, params=overrides)
@@ -433,9 +445,9 @@ def _watch(file: str, overrides: dict[str, Any], reporter, poll: float) -> int:
         if skip:
             skip = False
             continue
-        if a == "--watch" or a.startswith("--poll="):
+        if a in ("--watch", "--ui") or a.startswith(("--poll=", "--port=")):
             continue
-        if a == "--poll":
+        if a in ("--poll", "--port"):
             skip = True
             continue
         if a in ("-C", "--directory") or a.startswith(("-C", "--directory=")):
@@ -448,3 +460,32 @@ def _watch(file: str, overrides: dict[str, Any], reporter, poll: float) -> int:
         reporter.print(f"datamake watch: {text}")
 
     return watch(argv, Path(file).resolve(), lambda: Project(file, params=overrides), say, poll)
+
+
+def _ui(file: str, overrides: dict[str, Any], raw: list[str], reporter, port: int,
+        poll: float | None) -> int:
+    """`--ui`: serve the pipeline page until Ctrl-C (with `--watch`, `poll` given: and
+    rebuild on change meanwhile)."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise UsageError('--ui needs the page\'s web server: pip install "datamake[ui]"') from None
+    from .errors import DatafileError
+    from .project import Project
+    from .ui.server import ListenError, serve
+    from .ui.source import LocalSource
+
+    try:
+        Project(file, params=overrides).close()
+    except DatafileError as e:
+        if not any(d.span for d in e.diagnostics):
+            raise  # no Datafile there at all: a command-line error
+        reporter.error(e)  # a mistake in it: the page shows it too, until it is fixed
+    source = LocalSource(file, overrides, raw)
+    wait = (lambda: _watch(file, overrides, reporter, poll)) if poll is not None else None
+    try:
+        return serve(source, port, lambda text: reporter.print(f"datamake: {text}"), wait)
+    except ListenError as e:
+        raise UsageError(str(e), help="choose another port with --port N, or leave it out "
+                                      "for a free one") from None

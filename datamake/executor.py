@@ -71,11 +71,24 @@ class InputMissing(Exception):
         self.help = help
 
 
-def build(project: "Project", targets: list[str], reporter: "Reporter", *,
-          dry_run: bool = False, keep_going: bool = False, forced: set[str] | None = None,
-          always: bool = False, argv: list[str] | None = None,
-          cache: str | None = None, no_cache: bool = False, jobs: int = 1,
-          executor: str = "local", cache_read_only: bool = False) -> BuildResult:
+def build(project: "Project", targets: list[str], reporter: "Reporter",
+          **options: Any) -> BuildResult:
+    """Build `targets` (options: those of `_build`). While a pipeline page is open on
+    this Datafile (`datamake --ui` keeps `.datamake/ui`), a build also tells it what
+    it does: one `stat` here, nothing more when no page is open."""
+    if not options.get("dry_run") and os.path.exists(project.state_dir / "ui"):
+        from .ui.events import followed
+
+        return followed(project.state_dir, reporter, targets,
+                        lambda r: _build(project, targets, r, **options))
+    return _build(project, targets, reporter, **options)
+
+
+def _build(project: "Project", targets: list[str], reporter: "Reporter", *,
+           dry_run: bool = False, keep_going: bool = False, forced: set[str] | None = None,
+           always: bool = False, argv: list[str] | None = None,
+           cache: str | None = None, no_cache: bool = False, jobs: int = 1,
+           executor: str = "local", cache_read_only: bool = False) -> BuildResult:
     """Build `targets` (or plan them, with `dry_run`) with up to `jobs` recipes at once;
     `cache_read_only`: fetch from the shared cache, upload nothing. Raises
     KeyboardInterrupt after recording what finished (`processes.Interrupted` for SIGINT
@@ -679,7 +692,8 @@ class _Build:
                 help_ = None
             self.reporter.step_failed(step, text, help_, seconds)
             self.project.state.record_run_step(step, "failed", seconds,
-                                               [r.code for r in verdict.reasons])
+                                               [r.code for r in verdict.reasons],
+                                               text.rstrip("\n") + (f"\nhelp: {help_}" if help_ else ""))
             self.settle(rr, step, key, Outcome("failed", None, seconds, verdict.reasons,
                                                summary), verdict)
         else:

@@ -1,7 +1,8 @@
 """What datamake remembers in `.datamake/state.db`: the only user of sqlite3.
 
 One row per built step (what it was built from and what it wrote), the stat-and-digest
-memo of source files, code texts for `--explain` diffs, and the run history. WAL mode
+memo of source files, code texts for `--explain` diffs, the run history, and what
+each step's last failure printed (until it next succeeds). WAL mode
 lets a dry run read while a build writes; a `flock` on `.datamake/lock` makes a second
 build wait for the first.
 
@@ -37,7 +38,8 @@ from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 from .errors import StateError
 
 # 4: content digests are BLAKE3 (they were xxh3): older records cannot be compared.
-SCHEMA_VERSION = 4
+# 5: the last failure of each step is kept (`failures`), for the pipeline page.
+SCHEMA_VERSION = 5
 KEEP_RUNS = 1000  # the run history keeps this many builds
 STATE_DIR = ".datamake"
 JOURNAL = "journal"
@@ -77,6 +79,8 @@ CREATE TABLE IF NOT EXISTS cache_objects(digest TEXT PRIMARY KEY, size INTEGER N
 CREATE TABLE IF NOT EXISTS run_steps(run INTEGER NOT NULL, node TEXT NOT NULL,
                                      status TEXT NOT NULL, seconds REAL NOT NULL,
                                      reasons TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS failures(node TEXT PRIMARY KEY, run INTEGER NOT NULL,
+                                    text TEXT NOT NULL) WITHOUT ROWID;
 """
 
 SEP = "\t"
@@ -97,6 +101,8 @@ DAMAGED = "state.db.damaged"  # where a damaged database is set aside
 # and the code texts (named by xxh3, as still) are kept.
 _DIGEST_TABLES = ("steps", "files", "cache_steps", "cache_objects")
 _RESET = "".join(f"DROP TABLE IF EXISTS {t};" for t in _DIGEST_TABLES)
+# Schema versions that _SCHEMA's CREATE IF NOT EXISTS brings up to date.
+_UPGRADABLE = ("4",)
 
 
 def check_layout(root: Path) -> None:
@@ -185,6 +191,7 @@ class State:
         self._texts_known: set[str] = set()
         self._children: dict[str, list[str]] | None = None
         self._history: list[tuple] = []
+        self._failures: dict[str, str] = {}  # step -> what its failure printed, this run
         self._tx = False
         self.run_id: int | None = None
         self.journal_path = self.dir / JOURNAL
@@ -239,6 +246,11 @@ class State:
                 db.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)",
                            (str(SCHEMA_VERSION),))
                 self._reindex(db)
+            elif row[0] in _UPGRADABLE:
+                # Only lacks tables: add them, keep every record.
+                db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+                db.execute("UPDATE meta SET value=? WHERE key='schema'",
+                           (str(SCHEMA_VERSION),))
             elif _older(row[0]):
                 db.executescript("BEGIN;" + _RESET + _SCHEMA + "COMMIT;")
                 db.execute("UPDATE meta SET value=? WHERE key='schema'",
@@ -971,9 +983,13 @@ class State:
                 db.execute("DELETE FROM runs WHERE id <= ?", (oldest,))
 
     def record_run_step(self, node: str, status: str, seconds: float,
-                        reasons: list[str]) -> None:
+                        reasons: list[str], text: str | None = None) -> None:
+        """A step's line in the run history; `text`: what its failure printed (kept as
+        the step's last failure until it next succeeds)."""
         if self.run_id is not None:
             self._history.append((self.run_id, node, status, seconds, reasons))
+            if text is not None:
+                self._failures[node] = text
 
     @_guarded
     def end_run(self, status: str) -> None:
@@ -982,9 +998,34 @@ class State:
         with self._write():
             self._db.executemany("INSERT INTO run_steps VALUES(?,?,?,?,?)",
                                  [h[:4] + (json.dumps(h[4]),) for h in self._history])
+            self._db.executemany("DELETE FROM failures WHERE node=?",
+                                 [(h[1],) for h in self._history if h[2] != "failed"])
+            self._db.executemany("INSERT OR REPLACE INTO failures VALUES(?,?,?)",
+                                 [(n, self.run_id, t) for n, t in self._failures.items()])
             self._db.execute("UPDATE runs SET finished=?, status=?, versions=? WHERE id=?",
                              (time.time(), status, json.dumps(_versions()), self.run_id))
         self._history.clear()
+        self._failures.clear()
+
+    @_guarded
+    def last_runs(self) -> dict[str, tuple[str, float]]:
+        """step -> (status, seconds) of the latest run that ran it (built, cached or
+        failed), for every step in the run history."""
+        db = self.db
+        if db is None:
+            return {}
+        # SQLite takes the bare columns from the row that has the MAX.
+        return {node: (status, seconds) for node, status, seconds, _ in db.execute(
+            "SELECT node, status, seconds, MAX(run) FROM run_steps GROUP BY node")}
+
+    @_guarded
+    def failure(self, node: str) -> str | None:
+        """What a step's last run printed when it failed, unless it succeeded since."""
+        db = self.db
+        if db is None:
+            return None
+        row = db.execute("SELECT text FROM failures WHERE node=?", (node,)).fetchone()
+        return None if row is None else row[0]
 
     @_guarded
     def history(self, node: str, limit: int = 20) -> list[tuple[float, str, float]]:

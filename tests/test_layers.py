@@ -40,7 +40,7 @@ def test_a_noop_build_does_not_parse_or_load_heavy_libraries(proj):
             "from datamake.cli import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print([m for m in ('lark', 'pandas', 'fsspec', 'rich', 'datamake.model',"
-            " 'datamake.parser', 'datamake.fingerprint', 'blake3', 'hashlib')"
+            " 'datamake.parser', 'datamake.fingerprint', 'datamake.ui', 'blake3', 'hashlib')"
             " if m in sys.modules],"
             " file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", code], cwd=proj.root, capture_output=True, text=True)

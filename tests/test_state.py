@@ -425,3 +425,46 @@ def test_a_build_whose_last_step_fills_the_journal_keeps_its_record(proj, monkey
     assert steps_in_db(proj) == [f"up[{k}]" for k in range(9)]
     second = build_upper(proj, monkeypatch, 9)
     assert second.names("built") == [] and len(second.names("fresh")) == 9
+
+
+def test_a_failed_steps_text_is_kept_until_it_succeeds(proj):
+    from datamake.state import State
+
+    proj.write("Datafile", """
+        param n = 0
+        dataset out = "out.txt"
+
+        out: n
+            str(1 / n)
+    """)
+    r = proj.run()
+    assert r.code == 1
+    state = State(proj.root)
+    text = state.failure("out")
+    assert text is not None and "ZeroDivisionError" in text
+    assert 'File "Datafile", line 5, in out' in text
+    assert state.last_runs()["out"][0] == "failed"
+    state.close()
+    assert proj.run("n=2").code == 0
+    state = State(proj.root)
+    assert state.failure("out") is None
+    assert state.last_runs()["out"][0] == "built"
+    state.close()
+
+
+def test_a_state_of_schema_4_is_upgraded_in_place(proj):
+    # The failures table came with schema 5: a state of schema 4 (BLAKE3 digests already)
+    # gets it, and keeps its records.
+    proj.write("Datafile", SLOW)
+    assert proj.built() == ["a", "b", "c"]
+    db = sqlite3.connect(proj.path(".datamake/state.db"))
+    db.execute("DROP TABLE failures")
+    db.execute("UPDATE meta SET value='4' WHERE key='schema'")
+    db.commit()
+    db.close()
+    assert proj.built() == []
+    from datamake.state import State
+
+    state = State(proj.root)
+    assert state.failure("a") is None
+    state.close()
