@@ -71,11 +71,12 @@ th.addEventListener('keydown',function(e){if(e.key==='Enter'||e.key===' '){e.pre
 });});})();
 """
 
-# vega-embed options: no link to the online editor, SVG so the page prints well.
+# Each chart is a `<div>` followed by its spec in a JSON script element. vega-embed
+# options: no link to the online editor, SVG so the page prints well.
 _CHART_JS = """
 (function(){
 document.querySelectorAll('script[type="application/json"][data-dm-chart]').forEach(function(s){
-var el=document.getElementById(s.dataset.dmChart);
+var el=s.previousElementSibling;
 vegaEmbed(el,JSON.parse(s.textContent),{renderer:'svg',
 actions:{export:true,source:false,compiled:false,editor:false}})
 .catch(function(e){el.textContent='This chart could not be drawn: '+e;});});})();
@@ -283,7 +284,7 @@ class _Headings:
     def __init__(self) -> None:
         self.found: list[tuple[int, str, str]] = []  # (level, id, text)
         # Ids the page frame uses itself: a heading never takes them.
-        self._used: set[str] = {"datamake-metrics", "datamake-build", "contents"}
+        self._used: set[str] = {"datamake-metrics", "datamake-build", "dm-fold-all"}
 
     def add(self, level: int, text: str) -> str:
         base = re.sub(r"[^\w-]+", "-", text.lower(), flags=re.UNICODE).strip("-") or "section"
@@ -427,10 +428,9 @@ class Report:
             elif kind == "chart":
                 spec, caption = payload
                 charts += 1
-                ident = f"dm:chart-{charts}"  # `:` is never in a heading id
                 cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-                body.append(f'<figure class="chart"><div id="{ident}"></div>{cap}</figure>'
-                            + json_script("", spec, data_dm_chart=ident))
+                body.append('<figure class="chart"><div class="dm-chart"></div>'
+                            + json_script("", spec, data_dm_chart="") + cap + "</figure>")
         flush()
         scripts = ""
         if tables:

@@ -13,6 +13,12 @@ _URL_ATTRS = {"src", "href", "srcset", "action", "formaction", "poster", "data",
 _CSS_FETCH = re.compile(r"@import|url\(\s*['\"]?(?!data:|#)", re.I)
 
 
+def _outside(url: str) -> bool:
+    """A URL that leaves the page's folder: `//host/...` or any scheme but data:."""
+    scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*):", url)
+    return url.startswith("//") or (scheme is not None and scheme.group(1).lower() != "data")
+
+
 class _Scan(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -22,7 +28,9 @@ class _Scan(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list) -> None:
         for name, value in attrs:
             value = value or ""
-            if name in _URL_ATTRS and re.search(r"(https?:)?//", value, re.I):
+            urls = [u.strip().split(" ")[0] for u in value.split(",")] if name == "srcset" \
+                else [value.strip()]
+            if name in _URL_ATTRS and any(_outside(u) for u in urls):
                 self.found.append(f"<{tag} {name}={value[:80]!r}>")
             if name == "style" and _CSS_FETCH.search(value):
                 self.found.append(f"<{tag} style={value[:80]!r}>")
@@ -38,8 +46,9 @@ class _Scan(HTMLParser):
 
 
 def external_refs(page: str) -> list[str]:
-    """What in `page` would fetch from elsewhere: URLs in src/href-like attributes,
-    `@import` and `url(...)` (other than data: and #fragments) in CSS."""
+    """What in `page` would fetch from elsewhere: URLs with a scheme (but data:) or
+    starting with `//` in src/href-like attributes, `@import` and `url(...)` (other
+    than data: and #fragments) in CSS. Relative links (to files beside) are not."""
     scan = _Scan()
     scan.feed(page)
     scan.close()
