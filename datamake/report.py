@@ -89,17 +89,21 @@ _VENDOR = ("vega/vega.min.js", "vega-lite/vega-lite.min.js", "vega-embed/vega-em
 class BuildContext:
     """What built a page, for its header: the build passes one to `Report.to_html`.
 
-    `built_at` is a timezone-aware time (UTC is shown); `params` are the parameter
-    values the step was built with; `signature` is the step's signature."""
+    `built_at` is a timezone-aware time (UTC is shown), or None to leave the time out:
+    a page with its build time in it is never byte-identical to the page before, so an
+    unchanged report would count as a change (a new version, downstream reruns).
+    `params` are the parameter values the step was built with; `signature` is the
+    step's signature."""
 
     target: str
-    built_at: _dt.datetime
+    built_at: _dt.datetime | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     datamake_version: str = ""
     signature: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"target": self.target, "built_at": _utc(self.built_at).isoformat(),
+        return {"target": self.target,
+                "built_at": _utc(self.built_at).isoformat() if self.built_at else None,
                 "params": {str(k): _jsonable(v) for k, v in self.params.items()},
                 "datamake_version": self.datamake_version or _version(),
                 "signature": self.signature}
@@ -161,10 +165,11 @@ def build_header(context: BuildContext | None) -> str:
     if context is None:
         return ""
     c = context.as_json()
-    when = _utc(context.built_at).strftime("%Y-%m-%d %H:%M:%S UTC")
     parts = [f"built by datamake {html.escape(c['datamake_version'])}",
-             f"target <code>{html.escape(context.target)}</code>",
-             f'<time datetime="{html.escape(c["built_at"])}">{html.escape(when)}</time>']
+             f"target <code>{html.escape(context.target)}</code>"]
+    if context.built_at is not None:
+        when = _utc(context.built_at).strftime("%Y-%m-%d %H:%M:%S UTC")
+        parts.append(f'<time datetime="{html.escape(c["built_at"])}">{html.escape(when)}</time>')
     if context.signature:
         parts.append(f'signature <code title="{html.escape(context.signature)}">'
                      f"{html.escape(context.signature[:12])}</code>")

@@ -74,6 +74,10 @@ def test_header_says_what_built_the_page_and_nothing_without_a_context():
                      "params": {"test_size": 0.3, "features": ["a", "b"]},
                      "datamake_version": "9.9.9", "signature": "0123456789abcdef"}
     assert metrics_of(page.encode(), "html") == {"n": 3}
+    # Without a time, the same report built twice is the same bytes.
+    timeless = BuildContext("report", None, {"k": 1}, "9.9.9")
+    assert r.to_html(timeless) == Report("Built").metric("n", 3).to_html(timeless)
+    assert "<time" not in r.to_html(timeless) and '"built_at": null' in r.to_html(timeless)
 
 
 def test_every_name_and_value_is_escaped():
