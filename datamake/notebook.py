@@ -473,7 +473,13 @@ def _execute(nb: Any, path: Path, shown: str, root: str, scratch: str, cell_time
             for index, cell in enumerate(nb.cells):
                 try:
                     client.execute_cell(cell, index)
-                except CellExecutionError:
+                except CellExecutionError as e:
+                    if index == 0:  # ours: the values did not load in the kernel
+                        raise NotebookError(
+                            f"the values for `{shown}` could not be loaded in its kernel: "
+                            f"{e.ename}: {e.evalue}",
+                            help="a value whose class is defined in the Datafile's `python:` "
+                                 "block cannot cross to a kernel: define it in a module") from None
                     frames = _frames(client, nb, scratch)
                     raise _cell_error(nb, index, path, shown, frames) from None
             export_file = os.path.join(scratch, "exports.pickle")
@@ -662,7 +668,7 @@ b.setAttribute('aria-pressed',String(open));b.textContent=open?'Hide the code':'
 """
 
 
-def _exporter(notebook_dir: Path) -> Any:
+def _exporter() -> Any:
     from importlib.resources import files
 
     from nbconvert import HTMLExporter
@@ -691,7 +697,7 @@ def _render(nb: Any, path: Path, title: str | None, context: Any,
     for i, cell in enumerate(nb.cells):
         if "id" in cell:  # jupytext makes random ids: a page should not change for nothing
             cell["id"] = f"cell-{i}"
-    exporter = _exporter(path.parent)
+    exporter = _exporter()
     body, resources = exporter.from_notebook_node(
         nb, resources={"metadata": {"name": path.stem, "path": str(path.parent)}})
     css = "".join(resources.get("inlining", {}).get("css", []))

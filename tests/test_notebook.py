@@ -265,6 +265,19 @@ def test_values_that_cannot_cross_to_the_kernel_are_named(project):
         run_notebook(nb, {"f": lambda: 1}, cwd=project, shown_path="nb.py")
     with pytest.raises(NotebookError, match="`not a name` cannot be a variable"):
         run_notebook(nb, {"not a name": 1}, cwd=project)
+    # Pickled here, but its class cannot be found in the kernel's process.
+    import types
+
+    module = types.ModuleType("dm_only_here")
+    exec("class Thing:\n    pass\n", module.__dict__)
+    sys.modules["dm_only_here"] = module
+    try:
+        with pytest.raises(NotebookError, match="could not be loaded in its kernel: "
+                                                "ModuleNotFoundError") as e:
+            run_notebook(nb, {"thing": module.Thing()}, cwd=project, shown_path="nb.py")
+    finally:
+        del sys.modules["dm_only_here"]
+    assert "define it in a module" in e.value.help
 
 
 def test_without_the_extra_a_clear_error(project, monkeypatch):
