@@ -56,7 +56,8 @@ def chromium(width: int = 1200, height: int = 900) -> Iterator[object]:
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                  f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The console (`browser`) and every request a page makes (`performance`).
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
     try:
         yield driver
