@@ -47,6 +47,7 @@ from .catalog import (TMP_DIR, Pending, endpoint_of, folder_digest, no_bucket,
                       open_filesystem, storage_error)
 from .errors import CatalogError
 from .hashing import hash_file, is_digest
+from .steps import key_of, step_id
 
 DEFAULT_LIMIT = 10 * 1024 ** 3
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
@@ -539,7 +540,7 @@ class Caches:
 
     def restore(self, node: Any, key: str | None, sig: str) -> list[Pending] | None:
         """Pending writes of a step's outputs from the caches, verified, or None."""
-        step = node.name if key is None else f"{node.name}[{key}]"
+        step = step_id(node.name, key)
         found = self._entry(sig, step)
         if found is None:
             return None
@@ -564,11 +565,11 @@ class Caches:
         out = node.outputs[0]
         keys: list[str] = []
         for n, _ in entry.outputs:
-            if not (n.startswith(out + "[") and n.endswith("]")):
+            k = key_of(n, out)
+            if k is None:
                 self._invalid(cache, sig, step, f"it names the output {shown(n)}, not a "
                               f"partition `{out}[KEY]`")
                 return None
-            k = n[len(out) + 1:-1]
             try:
                 self.project.catalog.location(out, k)  # the catalog's own test of a key
             except CatalogError:

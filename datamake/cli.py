@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DatamakeError, UsageError
+from .steps import step_id
 
 _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(.*)$", re.S)
 
@@ -317,7 +318,7 @@ def _list(project, reporter, as_json: bool) -> int:
             {"name": n, "description": d or None, "alias": n in g.aliases} for n, d in rows]})
         return EXIT_OK
     # A pattern rule is shown with its key (`counts[book]`): one partition is a target too.
-    rows = [(f"{n}[{g.rules[n].key}]" if n in g.rules and g.rules[n].key else n, d)
+    rows = [(step_id(n, g.rules[n].key if n in g.rules else None), d)
             for n, d in rows]
     width = max((len(n) for n, _ in rows), default=0)
     lines = [f"Targets in {project.display} (default: {g.default}):"]

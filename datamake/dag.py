@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from .steps import key_of, split_step, step_id
+
 if TYPE_CHECKING:
     from .executor import BuildResult
     from .project import Project
@@ -21,10 +23,10 @@ def graph_data(project: "Project", result: "BuildResult") -> dict[str, Any]:
     edges: list[dict[str, str]] = []
     steps_of: dict[str, list[str]] = {}
     for step in result.outcomes:
-        steps_of.setdefault(step.split("[", 1)[0], []).append(step)
+        steps_of.setdefault(split_step(step)[0], []).append(step)
 
     def source(name: str, key: str | None) -> str:
-        nid = f"{name}[{key}]" if key else name
+        nid = step_id(name, key)
         if nid not in nodes:
             exists = project.catalog.exists(name, key) if key or not project.catalog.is_partitioned(name) \
                 else bool(project.catalog.partitions(name))
@@ -37,7 +39,7 @@ def graph_data(project: "Project", result: "BuildResult") -> dict[str, Any]:
         if prod is None:
             return [source(name, key)]
         if g.rules[prod].key:
-            return [f"{prod}[{key}]"] if key else steps_of.get(prod, [])
+            return [step_id(prod, key)] if key else steps_of.get(prod, [])
         return [prod]
 
     def add(step: str, node: Any, key: str | None) -> None:
@@ -61,7 +63,7 @@ def graph_data(project: "Project", result: "BuildResult") -> dict[str, Any]:
     for name, node in g.rules.items():
         if node.key:
             for step in steps_of.get(name, []):
-                add(step, node, step[len(name) + 1:-1])
+                add(step, node, key_of(step, name))
         elif name in result.outcomes:
             add(name, node, None)
     return {"nodes": list(nodes.values()), "edges": edges}

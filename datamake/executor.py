@@ -23,6 +23,7 @@ from .planner import Planner, Reason, Verdict
 from .recipe import RecipeFailure, module_name
 from .runners import Runner, WorkerDied, runner_factory
 from .state import StepRecord
+from .steps import key_of, step_id
 from .worker import Context, Job, JobResult, StepResult, commit
 
 if TYPE_CHECKING:
@@ -375,14 +376,13 @@ class _Build:
                         for n, k in zip(node.inputs, node.keys)]
                 fresh = self.planner.quick(node)
                 outcomes = self.result.outcomes
-                prefix = node.name + "["
                 for key in sorted(keys or ()):
                     if self.stopping:
                         rr.ok = False
                         break
                     digests = [m.get(key) if m is not None else whole[i]
                                for i, m in enumerate(maps)]
-                    step = prefix + key + "]"
+                    step = step_id(node.name, key)
                     recorded = fresh(step, digests, key)
                     if recorded is not None:  # the common case, decided without a Verdict
                         outcomes[step] = Outcome("fresh", recorded)
@@ -530,11 +530,11 @@ class _Build:
     def _remove_vanished(self, node: RuleNode, keys: set[str]) -> None:
         """Partitions whose input partition is gone: delete their outputs and records."""
         gone = [n for n in self.project.state.children(node.name)
-                if n[len(node.name) + 1:-1] not in keys]
+                if key_of(n, node.name) not in keys]
         if not gone:
             return
         for step in sorted(gone):
-            key = step[len(node.name) + 1:-1]
+            key = key_of(step, node.name)
             self.reporter.note(f"{'would remove' if self.dry_run else 'removed'} {step}: "
                                f"its input partition is gone")
             if not self.dry_run:
@@ -549,7 +549,7 @@ class _Build:
         for child in state.children(name):
             q = state.quick(child)
             if q is not None and (sig is None or q[0] == sig):
-                out.append(child[len(name) + 1:-1])
+                out.append(key_of(child, name))
         return out
 
     def _recorded_parts(self, name: str, sig: str | None) -> dict[str, str | None]:
@@ -558,7 +558,7 @@ class _Build:
         for child in state.children(name):
             q = state.quick(child)
             if q is not None and q[0] == sig:
-                parts[child[len(name) + 1:-1]] = q[2]
+                parts[key_of(child, name)] = q[2]
         return parts
 
     # -- running steps --------------------------------------------------------------
@@ -616,7 +616,7 @@ class _Build:
         sig = verdict.sig
         stale = [c for c in state.children(out) if (state.quick(c) or ("",))[0] != sig]
         for child in stale:
-            self.catalog.remove(out, child[len(out) + 1:-1])
+            self.catalog.remove(out, key_of(child, out))
         state.forget_many(stale)
         listed = self.catalog.partitions(out)
         return frozenset(k for k in self._recorded_parts(out, sig) if k in listed)
@@ -634,7 +634,7 @@ class _Build:
                 size = os.stat(self.caches.local.path(digest)).st_size
             except (OSError, ValueError):  # not kept, or not a digest
                 return None
-            outputs.append((f"{out}[{k}]", digest))
+            outputs.append((step_id(out, k), digest))
             sizes.append((digest, size))
         return outputs, sizes
 
@@ -651,14 +651,14 @@ class _Build:
             if not recorded:
                 self.record_partition(task.verdict, out, key, path, stamp, digest)
             elif stable(stamp) != stamp:
-                self.young.append((f"{out}[{key}]", (path,), (stamp,)))
+                self.young.append((step_id(out, key), (path,), (stamp,)))
             self.reporter.step_progress(step, len(self._recorded_keys(out, task.verdict.sig)),
                                         None)
 
     def record_partition(self, v: Verdict, out: str, key: str, path: str, stamp: str,
                          digest: str) -> None:
         """Record one partition a yielding step wrote (or a cache restored) at once."""
-        node = f"{out}[{key}]"
+        node = step_id(out, key)
         self.project.state.record_step(StepRecord(
             node, v.sig or "", v.code_fp, v.params_fp, v.inputs_fp or "", (path,),
             (stable(stamp),), (digest,), {}, time.time(), 0.0), status=None)

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import DatafileError, Diagnostic, Span
+from .steps import split_step
 
 if TYPE_CHECKING:
     from . import model
@@ -35,15 +36,6 @@ class DatasetInfo(NamedTuple):
 
 
 _PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def split_target(target: str) -> tuple[str, str | None]:
-    """A target as (name, partition key): `thumbs[img7]` asks for one partition of the
-    output `thumbs`, `thumbs` for all of it."""
-    if target.endswith("]") and "[" in target:
-        name, _, key = target[:-1].partition("[")
-        return name, key
-    return target, None
 
 
 def placeholders(location: str) -> tuple[str, ...]:
@@ -170,7 +162,7 @@ class Graph:
         if memo is not None:
             return [self.rules[n] for n in memo]
         want: set[str] = set()
-        stack = [split_target(t)[0] for t in targets]
+        stack = [split_step(t)[0] for t in targets]
         seen: set[str] = set()
         while stack:
             name = stack.pop()
@@ -203,12 +195,12 @@ class Graph:
         """
         keys: dict[str, set[str]] = {}
         for t in targets:
-            name, key = split_target(t)
+            name, key = split_step(t)
             if key is not None:
                 keys.setdefault(self.producer[name], set()).add(key)
         if not keys:
             return {}
-        whole = {r.name for r in self.needed([t for t in targets if split_target(t)[1] is None])}
+        whole = {r.name for r in self.needed([t for t in targets if split_step(t)[1] is None])}
         for node in reversed(self.needed(targets)):  # every reader before what it reads
             ks = keys.get(node.name)
             if ks is None or node.name in whole:

@@ -17,6 +17,7 @@ from .catalog import Catalog, same_content, stable
 from .graph import Graph, RuleNode
 from .hashing import hash_parts, hash_text
 from .state import SEP, State
+from .steps import key_of
 
 CODES = ("forced", "no-record", "missing-output", "output-changed", "recipe-changed",
          "param-changed", "input-changed", "upstream")
@@ -305,7 +306,7 @@ class Planner:
             q = state.quick(node)
             if q is None or q[0] != sig:
                 continue
-            key = node[len(name) + 1:-1]
+            key = key_of(node, name)
             parts[key] = q[2]
             now = listed.get(key)
             if now is None:

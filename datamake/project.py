@@ -18,6 +18,7 @@ from .diagnostics import did_you_mean
 from .errors import CatalogError, Diagnostic, UsageError
 from .hashing import hash_file
 from .state import STATE_DIR, State
+from .steps import split_step
 
 if TYPE_CHECKING:
     from .model import Datafile
@@ -336,7 +337,7 @@ class Project:
             return [self.graph.default]
         g = self.graph
         for t in targets:
-            name, key = graph_mod.split_target(t)
+            name, key = split_step(t)
             kind = g.kind_of(name)
             if kind is None or key == "":
                 raise UsageError(f"no rule or dataset named `{t}`",

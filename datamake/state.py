@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 from .errors import StateError
+from .steps import split_step
 
 # 4: content digests are BLAKE3 (they were xxh3): older records cannot be compared.
 # 5: the last failure of each step is kept (`failures`), for the pipeline page.
@@ -511,8 +512,9 @@ class State:
             self._pending_cache[sig] = (outputs, sizes, now)
         if self._rows is not None:
             node = row[0]
-            if node not in self._rows and self._children is not None and "[" in node:
-                self._children.setdefault(node[:node.find("[")], []).append(node)
+            name, key = split_step(node)
+            if node not in self._rows and self._children is not None and key is not None:
+                self._children.setdefault(name, []).append(node)
             self._rows[node] = (row[1], row[6], row[7])
 
     def _read_journal(self) -> None:
@@ -597,7 +599,7 @@ class State:
                 continue
             step, stamp = entry[4]
             node = row[0]
-            out.append((step, node[node.find("[") + 1:-1], row[5], stamp, row[7]))
+            out.append((step, split_step(node)[1], row[5], stamp, row[7]))
         if self._journal_lines >= FOLD_EVERY and self._lock_fd is not None:
             self.fold()
         return out
@@ -692,9 +694,9 @@ class State:
         if self._children is None:
             self._children = {}
             for node in self._all_rows():
-                i = node.find("[")
-                if i > 0:
-                    self._children.setdefault(node[:i], []).append(node)
+                name, key = split_step(node)
+                if key is not None:
+                    self._children.setdefault(name, []).append(node)
         return list(self._children.get(rule, ()))
 
     @_guarded
@@ -709,9 +711,10 @@ class State:
         for n in nodes:
             if self._rows is not None:
                 self._rows.pop(n, None)
-            i = n.find("[")
-            if self._children is not None and i > 0 and n in self._children.get(n[:i], ()):
-                self._children[n[:i]].remove(n)
+            name, key = split_step(n)
+            if self._children is not None and key is not None and \
+                    n in self._children.get(name, ()):
+                self._children[name].remove(n)
 
     @_guarded
     def record_step(self, rec: StepRecord, texts: dict[str, str] | None = None,

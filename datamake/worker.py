@@ -21,6 +21,7 @@ from .graph import RuleNode
 from .recipe import (Namespace, RecipeFailure, RecipeInfo, exits_contained, make_function,
                      recipe_error, run_shell)
 from .state import StepRecord, WorkerJournal
+from .steps import step_id
 
 
 class StepResult(NamedTuple):
@@ -131,7 +132,7 @@ def _journaled(job: Job) -> Callable[[str, str, str, str], None]:
     sig, code_fp, params_fp, inputs_fp = job.journal
 
     def on_partition(key: str, path: str, stamp: str, digest: str) -> None:
-        journal.append(StepRecord(f"{out}[{key}]", sig, code_fp, params_fp, inputs_fp,
+        journal.append(StepRecord(step_id(out, key), sig, code_fp, params_fp, inputs_fp,
                                   (path,), (stable(stamp),), (digest,), {}, time.time(), 0.0),
                        job.step, stamp)
 

@@ -107,13 +107,13 @@ class LocalSource:
                         "nodes": [], "edges": [], "namespaces": []}
 
     def _graph(self, project: "Project", result: "BuildResult") -> dict[str, Any]:
-        from ..graph import split_target
+        from ..steps import split_step
 
         g = project.graph
         last = project.state.last_runs()
         steps_of: dict[str, list[str]] = {}
         for step in result.outcomes:
-            steps_of.setdefault(split_target(step)[0], []).append(step)
+            steps_of.setdefault(split_step(step)[0], []).append(step)
         whole = self.targets is None
         if whole:
             shown = list(g.rules)
@@ -248,13 +248,13 @@ class LocalSource:
 
     def _rule_panel(self, project: "Project", name: str) -> dict[str, Any]:
         from ..explain import explain_build
-        from ..graph import split_target
+        from ..steps import split_step
 
         g = project.graph
         node = g.rules[name]
         result = self._plan(project, [name])
         last = project.state.last_runs()
-        steps = [s for s in result.outcomes if split_target(s)[0] == name]
+        steps = [s for s in result.outcomes if split_step(s)[0] == name]
         built = self._rule_node(project, name, steps, result, last)
         info = project.recipes[name]
         lines = code_mod.file_lines(info.filename)
@@ -291,7 +291,7 @@ class LocalSource:
                 break
         doc["failure"] = failure
         if node.key:
-            doc["partitions"] = [{"key": split_target(s)[1], "status": _step_status(
+            doc["partitions"] = [{"key": split_step(s)[1], "status": _step_status(
                 result.outcomes[s], last.get(s))[0]} for s in steps[:MAX_PARTITIONS]]
         doc["history"] = [{"started": t, "status": st, "seconds": sec}
                           for t, st, sec in project.state.history(steps[0] if steps else name, 10)]
@@ -637,9 +637,9 @@ def _alias_statuses(nodes: dict[str, dict[str, Any]], edges: list[dict[str, Any]
 
 
 def _aliases_reached(g: Any, targets: list[str]) -> list[str]:
-    from ..graph import split_target
+    from ..steps import split_step
 
-    out, stack = [], [split_target(t)[0] for t in targets]
+    out, stack = [], [split_step(t)[0] for t in targets]
     while stack:
         n = stack.pop()
         if n in g.aliases and n not in out:
