@@ -20,12 +20,11 @@ from typing import Any, NamedTuple
 from . import formats
 from .errors import CatalogError
 from .formats import FormatError
-from .graph import DatasetInfo, location_problem
+from . import locations
+from .graph import DatasetInfo
 from .hashing import (HashingWriter, NotAFileError, hash_file, hash_listing, hash_parts,
                       hash_stream)
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 TMP_DIR = ".datamake/tmp"
 _RAISE = object()  # `_remote`'s default: a missing object raises FileNotFoundError
 
@@ -54,14 +53,6 @@ class Pending(NamedTuple):
     final: str
     local: bool
     digest: str
-
-
-def expand_env(location: str, env: Mapping[str, str]) -> str:
-    """`${VAR}` replaced from `env`. Raises KeyError(VAR) for an unset variable."""
-    def sub(m: re.Match) -> str:
-        return env[m.group(1)]
-
-    return _ENV.sub(sub, location)
 
 
 def local_stamp(path: str) -> str | None:
@@ -169,27 +160,17 @@ class Catalog:
         if tmpl is None:
             tmpl = self._templates[name] = self._template(name)
         base, pieces, names = tmpl
-        parts = key.split("/") if len(names) > 1 else [key]
-        if len(parts) != len(names) or any(p in ("", ".", "..") or "/" in p or "\0" in p
-                                           for p in parts):
+        url = locations.fill(pieces, names, key)
+        if url is None:
             raise CatalogError(f"`{key}` is not a partition key of `{name}`",
                                help=f"its location has {len(names)} placeholder(s); a key "
                                     f"has as many non-empty parts, joined by `/`")
-        values = dict(zip(names, parts))
-        url = "".join(values[p[1:]] if p[:1] == "\0" else p for p in pieces)
         loc = self._keyed[(name, key)] = base._replace(url=url)
         return loc
 
     def _template(self, name: str) -> tuple[Location, list[str], list[str]]:
         base = self._resolve(name)
-        pieces: list[str] = []
-        pos = 0
-        for m in _PLACEHOLDER.finditer(base.url):
-            pieces.append(base.url[pos:m.start()])
-            pieces.append("\0" + m.group(1))
-            pos = m.end()
-        pieces.append(base.url[pos:])
-        return base, pieces, list(dict.fromkeys(placeholders(base.url)))
+        return (base, *locations.template(base.url))
 
     def _resolve(self, name: str) -> Location:
         info = self.datasets.get(name)
@@ -198,26 +179,16 @@ class Catalog:
         raw = info.location
         if "${" in raw:
             try:
-                raw = expand_env(raw, self.env)
+                raw = locations.expand_env(raw, self.env)
             except KeyError as e:
                 raise CatalogError(f"dataset `{name}`: environment variable `{e.args[0]}` is not set",
                                    help=f"set it, e.g. `export {e.args[0]}=...`") from None
-            problem = location_problem(raw)  # what the environment made of it
+            problem = locations.problem(raw)  # what the environment made of it
             if problem is not None:
                 raise CatalogError(f"dataset `{name}` at `{info.location}`: {problem[0]}",
                                    help=f"check the environment variables it names; {problem[1]}")
-        if raw.startswith("file://"):
-            raw = raw[len("file://"):]
-        local = "://" not in raw or not _URL.match(raw)
-        if not local:
-            url = raw
-        elif raw[0] in "/~." or "/." in raw or "//" in raw:
-            url = os.path.normpath(os.path.join(self._root, os.path.expanduser(raw)))
-        else:
-            url = self._root + "/" + raw.rstrip("/")  # already normal: skip normpath
-        base = raw.rstrip("/").rsplit("/", 1)[-1]
-        dot = base.rfind(".")
-        ext = base[dot:].lower() if dot > 0 else ""
+        url, local = locations.resolve(raw, self._root)
+        ext = locations.extension(raw)
         fmt = info.format or formats.for_extension(ext)
         if fmt != formats.PATH and fmt not in formats.BUILTIN:
             try:
@@ -260,18 +231,11 @@ class Catalog:
         info = self.datasets[name]
         raw = info.location
         if "${" in raw:
-            raw = expand_env(raw, self.env)
-        if raw.startswith("file://"):
-            raw = raw[len("file://"):]
-        local = "://" not in raw or not _URL.match(raw)
-        if local:
-            raw = os.path.normpath(os.path.join(self._root, os.path.expanduser(raw)))
-        first = _PLACEHOLDER.search(raw)
-        assert first is not None
-        base = raw[: raw.rfind("/", 0, first.start()) + 1]
-        rest = raw[len(base):]
-        pattern = re.compile(_pattern_regex(rest) + r"\Z")
-        names = list(dict.fromkeys(placeholders(rest)))
+            raw = locations.expand_env(raw, self.env)
+        raw, local = locations.resolve(raw, self._root)
+        base, rest = locations.listing_base(raw)
+        pattern = re.compile(locations.pattern_regex(rest) + r"\Z")
+        names = list(dict.fromkeys(locations.placeholders(rest)))
         folders = info.format == formats.PATH
         found: dict[str, str] = {}
         paths: dict[str, str] = {}
@@ -281,7 +245,7 @@ class Catalog:
             match = pattern.match
             group = names[0]
             # `{key}.ext` and the like: prefix and suffix tests instead of a regex.
-            one = _PLACEHOLDER.fullmatch(rest[rest.find("{"):rest.find("}") + 1])
+            one = locations.PLACEHOLDER.fullmatch(rest[rest.find("{"):rest.find("}") + 1])
             simple = rest.count("{") == 1 and one is not None
             pre = rest[:rest.find("{")] if simple else ""
             suf = rest[rest.find("}") + 1:] if simple else ""
@@ -534,7 +498,7 @@ class Catalog:
         """Remote prefixes holding two or more (whole) datasets: worth one LIST each."""
         seen: dict[str, int] = {}
         for name, info in self.datasets.items():
-            if info.placeholders or "://" not in info.location or info.location.startswith("file://"):
+            if info.placeholders or not locations.is_url(info.location):
                 continue
             try:
                 url = self.location(name).url
@@ -741,25 +705,6 @@ class Catalog:
                              endpoint_of(self._fs.get(loc.url.split("://", 1)[0])))
 
 
-_PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def placeholders(location: str) -> list[str]:
-    return _PLACEHOLDER.findall(location)
-
-
-def _pattern_regex(rest: str) -> str:
-    out, seen, pos = [], set(), 0
-    for m in _PLACEHOLDER.finditer(rest):
-        out.append(re.escape(rest[pos:m.start()]))
-        name = m.group(1)
-        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>[^/]+)")
-        seen.add(name)
-        pos = m.end()
-    out.append(re.escape(rest[pos:]))
-    return "".join(out)
-
-
 def _walk(base: str, levels: int, folders: bool):
     """(path relative to `base`, stat) of the files (and folders, for `path` datasets)
     under `base`, down to `levels` folders below it (as deep as the pattern reaches, so a
@@ -862,7 +807,7 @@ def open_filesystem(url: str):
     retries for remote storage: the one place datamake opens a filesystem."""
     import fsspec
 
-    protocol = url.split("://", 1)[0] if _URL.match(url) else "file"
+    protocol = url.split("://", 1)[0] if locations.is_url(url) else "file"
     fs = fsspec.filesystem(protocol, **storage_options(protocol))
     if protocol in ("s3", "s3a"):
         fs.retries = 1  # s3fs's own loop would multiply botocore's attempts: one try

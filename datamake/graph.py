@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import DatafileError, Diagnostic, Span
+from . import locations
 from .steps import split_step
 
 if TYPE_CHECKING:
@@ -33,75 +34,6 @@ class DatasetInfo(NamedTuple):
     versioned: bool
     declared: bool  # False for the implicit home of an undeclared output
     placeholders: tuple[str, ...] = ()  # {key} names: a partitioned dataset when any
-
-
-_PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def placeholders(location: str) -> tuple[str, ...]:
-    """The `{name}` placeholders of a location (not `${VAR}`)."""
-    return tuple(_PLACEHOLDER.findall(location))
-
-
-_ENV_REF = re.compile(r"\$\{(?:[A-Za-z_][A-Za-z0-9_]*\})?")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
-_ONLY_PLACEHOLDERS = re.compile(r"(?:/|\./|(?<!\$)\{[A-Za-z_][A-Za-z0-9_]*\})+")
-_WHERE = 'a location is a file or folder of its own, e.g. `"data/01_raw/NAME.csv"`'
-
-
-def location_problem(location: str) -> tuple[str, str] | None:
-    """Why a dataset's location cannot be used, as (message, hint), or None.
-
-    Checked on the location as written (before `${VAR}` is expanded) and again by the
-    catalog on what the environment made of it: a location must name something of its
-    own, never the project's folder, a folder above it, a filesystem's root or
-    datamake's own `.datamake/`.
-    """
-    if not location.strip():
-        return "an empty location", _WHERE
-    for m in _ENV_REF.finditer(location):
-        if not m.group(0).endswith("}"):
-            return ("`${` starts no environment variable",
-                    "write `${NAME}` (a letter or `_`, then letters, digits or `_`)")
-    scheme = _SCHEME.match(location)
-    path = location
-    if scheme:
-        rest = location[scheme.end():]
-        if scheme.group(1).lower() != "file":
-            if not rest.strip("/") or _ONLY_PLACEHOLDERS.fullmatch("/" + rest):
-                what = (f"nothing but placeholders after `{scheme.group(0)}`"
-                        if rest.strip("/") else "no path")
-                return (f"`{location}` has {what}",
-                        f'name the object, e.g. `"{scheme.group(0)}bucket/data/NAME.csv"`')
-            return _placeholder_problem(location)
-        path = rest
-    if path.startswith("~") and (len(path) == 1 or path[1] == "/"):
-        path = path[1:] or "/"
-        if not posixpath.normpath(path).strip("/"):
-            return f"`{location}` names a home folder, not a dataset", _WHERE
-    norm = posixpath.normpath(path)
-    if norm == "/" or norm == "//":
-        return f"`{location}` names the root of the filesystem, not a dataset", _WHERE
-    if norm == ".":
-        return f"`{location}` names the Datafile's own folder, not a dataset", _WHERE
-    if all(part == ".." for part in norm.split("/")):
-        return f"`{location}` names a folder above the Datafile, not a dataset", _WHERE
-    if norm == ".datamake" or norm.startswith(".datamake/"):
-        return (f"`{location}` is inside `.datamake/`, datamake's own folder",
-                "choose a location outside it")
-    if _ONLY_PLACEHOLDERS.fullmatch(path):
-        return (f"`{location}` has nothing but placeholders: its partitions would be every "
-                f"file in the folder", 'put the partitions in a folder of their own, e.g. '
-                                       '`"data/NAME/{key}.csv"`')
-    return _placeholder_problem(location)
-
-
-def _placeholder_problem(location: str) -> tuple[str, str] | None:
-    for m in _PLACEHOLDER.finditer(location):
-        if _PLACEHOLDER.match(location, m.end()):
-            return (f"two placeholders side by side in `{location}` cannot be told apart",
-                    "put a separator between them, e.g. `{a}_{b}`")
-    return None
 
 
 class RuleNode(NamedTuple):
@@ -360,12 +292,12 @@ class _Checker:
         for d in df.datasets:
             if d.format and d.format not in _FORMATS:
                 self.check_format(d)
-            problem = location_problem(d.location)
+            problem = locations.problem(d.location)
             if problem is not None:
                 self.err(problem[0], d.location_span, help=problem[1])
             if d.name in declared and declared[d.name] is d:
                 g.datasets[d.name] = DatasetInfo(d.name, d.location, d.format, d.options,
-                                                 d.versioned, True, placeholders(d.location))
+                                                 d.versioned, True, locations.placeholders(d.location))
                 if d.versioned and g.datasets[d.name].placeholders:
                     self.err(f"`{d.name}` is partitioned and versioned; only whole datasets "
                              f"keep versions", d.span,
@@ -386,7 +318,7 @@ class _Checker:
                 else:
                     loc, fmt = stem + ".pkl", "pickle"
                 g.datasets[o.name] = DatasetInfo(o.name, loc, fmt, (), False, False,
-                                                 placeholders(loc))
+                                                 locations.placeholders(loc))
 
         nodes: dict[str, RuleNode] = {}
         deps: dict[str, list[tuple[str, Span]]] = {}

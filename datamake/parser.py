@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from . import model
+from . import locations, model
 from .errors import DatafileError, Diagnostic, Span, error
 from .hashing import hash_text
 from .recipe import parse_at
@@ -176,7 +176,6 @@ def _load(path: Path, display: str, chain: tuple[Path, ...]) -> model.Datafile:
     return dataclasses.replace(df, includes=(), scopes=tuple(scopes), sources=tuple(sources))
 
 
-_REBASE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
 def _prefixed(df: model.Datafile, ns: str | None, folder: Path, top: Path,
@@ -184,13 +183,10 @@ def _prefixed(df: model.Datafile, ns: str | None, folder: Path, top: Path,
     """An included file's model as the including file sees it."""
     p = f"{ns}." if ns else ""
 
-    def rebase(location: str) -> str:
-        if _REBASE.match(location) or location.startswith(("/", "~", "${")):
-            return location
-        return os.path.relpath(folder / location, top)
 
     params = tuple(dataclasses.replace(x, name=p + x.name) for x in df.params)
-    datasets = tuple(dataclasses.replace(d, name=p + d.name, location=rebase(d.location))
+    datasets = tuple(dataclasses.replace(
+        d, name=p + d.name, location=locations.rebase(d.location, str(folder), str(top)))
                      for d in df.datasets)
     rules = []
     for r in df.rules:

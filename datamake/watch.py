@@ -56,7 +56,7 @@ class Watched:
 
 def watched(project: Any) -> Watched:
     """The sources of a project: its files, its source datasets' files and patterns."""
-    from .catalog import _PLACEHOLDER, _pattern_regex
+    from . import locations
 
     w = Watched(project.root)
     w.files.add(str(project.path))
@@ -76,10 +76,9 @@ def watched(project: Any) -> Watched:
             w.remote.append(name)
             continue
         if info.placeholders:
-            first = _PLACEHOLDER.search(loc.url)
-            assert first is not None
-            folder = loc.url[: loc.url.rfind("/", 0, first.start())]
-            w.patterns.append((folder, re.compile(_pattern_regex(loc.url[len(folder) + 1:]) + r"\Z")))
+            base, rest = locations.listing_base(loc.url)
+            folder = base.rstrip("/")
+            w.patterns.append((folder, re.compile(locations.pattern_regex(rest) + r"\Z")))
             w.folders.add(_existing(folder))
         else:
             w.files.add(loc.url)

@@ -10,7 +10,8 @@ import pytest
 
 from datamake.catalog import Catalog
 from datamake.errors import CatalogError
-from datamake.graph import DatasetInfo, placeholders
+from datamake.graph import DatasetInfo
+from datamake.locations import placeholders
 
 
 def catalog(root, **locations):
