@@ -277,7 +277,7 @@ def _resume(file: str, directory: str | None, targets: list[str], raw: list[str]
 
 
 def _check(project, file: str, reporter, as_json: bool) -> int:
-    from .parser import load
+    from .loader import load
 
     # Always a fresh parse, so the warnings are shown even when the cache is valid.
     from . import graph as graph_mod

@@ -16,42 +16,11 @@ from typing import NamedTuple
 
 from . import model
 from .hashing import hash_parts, hash_text
-from .parser import bound_names, fast_dump
-
-
-def _strip_docstrings(node: ast.AST) -> ast.AST:
-    for n in ast.walk(node):
-        if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            body = n.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(
-                    getattr(body[0], "value", None), ast.Constant) and isinstance(
-                    body[0].value.value, str):
-                n.body = body[1:] or [ast.Pass()]
-    return node
+from .pysource import bound_names, chains as _chains, fast_dump, strip_docstrings as _strip_docstrings
 
 
 def _dump(node: ast.AST) -> str:
     return fast_dump(node)
-
-
-def _chains(node: ast.AST, exclude: set[str]) -> set[str]:
-    """Dotted names read in `node` whose root is not in `exclude`."""
-    out: set[str] = set()
-    for n in ast.walk(node):
-        if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load):
-            parts = []
-            cur: ast.AST = n
-            while isinstance(cur, ast.Attribute):
-                parts.append(cur.attr)
-                cur = cur.value
-            if isinstance(cur, ast.Name):
-                parts.append(cur.id)
-                if cur.id not in exclude:
-                    out.add(".".join(reversed(parts)))
-        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in exclude:
-            out.add(n.id)
-    # A chain's prefixes are implied by it.
-    return out
 
 
 @dataclass

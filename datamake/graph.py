@@ -7,8 +7,6 @@ loads it from `.datamake/` instead of re-parsing the Datafile.
 from __future__ import annotations
 
 import os
-import posixpath
-import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import DatafileError, Diagnostic, Span

@@ -1,10 +1,14 @@
 """What a Datafile says, as frozen values; no I/O and no behaviour beyond naming."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import Span
+
+# `{name}` in a shell line, but not `${VAR}` (shell) nor `{{` (a literal brace).
+SHELL_REF = re.compile(r"(?<![\${])\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 
 
 @dataclass(frozen=True)

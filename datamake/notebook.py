@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .hashing import hash_parts, hash_text
-from .parser import fast_dump
+from .hashing import hash_parts
+from .pysource import fast_dump
 
 # How long one cell may run, and the kernel may take to start, by default (seconds).
 CELL_TIMEOUT = 600.0

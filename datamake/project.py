@@ -132,10 +132,10 @@ class Project:
         return g
 
     def _parse(self) -> graph_mod.Graph:
-        from . import parser
+        from . import loader
         from .hashing import hash_parts
 
-        model = parser.load(self.path, self.display)
+        model = loader.load(self.path, self.display)
         g, warnings = graph_mod.build(model)
         for d in model.datasets:
             g.spans.setdefault(d.name, (d.span.file, d.span.line, d.span.col))
@@ -253,9 +253,9 @@ class Project:
     def model(self) -> "Datafile":
         """The whole parsed Datafile, parsed again if it is not in memory."""
         if self._model is None:
-            from . import parser
+            from . import loader
 
-            self._model = parser.load(self.path, self.display)
+            self._model = loader.load(self.path, self.display)
         return self._model
 
     @property

@@ -16,9 +16,9 @@ import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-if TYPE_CHECKING:
-    import ast
+from .pysource import parse_at
 
+if TYPE_CHECKING:
     from . import model
 
 MODULE = "__datafile__"
@@ -84,23 +84,6 @@ class Namespace:
                     self._module = None
                     raise recipe_error(e, "the `python:` block") from None
         return self._module.__dict__
-
-
-def parse_at(source: str, line: int, filename: str) -> "ast.Module":
-    """Parse `source` as if its first line were line `line` of `filename`: node positions
-    and syntax errors carry the Datafile's own lines. (Padding the source with blank
-    lines would do the same at a cost that grows with the line number.)"""
-    import ast
-
-    try:
-        tree = ast.parse(source, filename)
-    except SyntaxError as e:
-        if e.lineno is not None:
-            e.lineno += line - 1
-        if getattr(e, "end_lineno", None) is not None:
-            e.end_lineno += line - 1  # type: ignore[operator]
-        raise
-    return ast.increment_lineno(tree, line - 1) if line != 1 else tree
 
 
 def failure(exc: BaseException, summary: str) -> RecipeFailure:
@@ -267,9 +250,9 @@ def _placeholders(command: str):
     """Each `{name}` match of a shell line with its quoting: "plain", "single" or
     "double". Follows backslashes, quotes, and `$(...)` and backquotes (which start
     an unquoted context again, even inside double quotes)."""
-    from .parser import _SHELL_REF
+    from .model import SHELL_REF
 
-    found = {m.start(): m for m in _SHELL_REF.finditer(command)}
+    found = {m.start(): m for m in SHELL_REF.finditer(command)}
     stack = ["plain"]  # the quoting of each nested command substitution
     i, n = 0, len(command)
     while i < n:
@@ -314,13 +297,13 @@ def _shown(command: str, values: dict[str, str]) -> str:
     """A shell line with its values written in, quoted, for messages only."""
     import shlex
 
-    from .parser import _SHELL_REF
+    from .model import SHELL_REF
 
     def sub(m) -> str:
         name = m.group(1)
         return shlex.quote(values[name]) if name in values else m.group(0)
 
-    return _unbrace(_SHELL_REF.sub(sub, command))
+    return _unbrace(SHELL_REF.sub(sub, command))
 
 
 def run_shell(recipe: "RecipeInfo", values: dict[str, str], cwd: Path, filename: str,

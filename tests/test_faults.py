@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Proj, clean_env
+from conftest import clean_env
 from procutil import alive, wait_until
 
 SEED = int(os.environ.get("DATAMAKE_FAULT_SEED", "0")) or random.randrange(1, 10**6)

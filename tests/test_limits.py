@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from conftest import clean_env
-from datamake import graph, parser
+from datamake import graph, loader, parser
 from datamake.errors import DatafileError
 from datamake.reporter import Reporter
 
@@ -29,7 +29,7 @@ def rendered(root, files: dict[str, str | bytes]) -> str:
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        graph.build(parser.load("Datafile", "Datafile"))
+        graph.build(loader.load("Datafile", "Datafile"))
     except DatafileError as e:
         err = io.StringIO()
         Reporter(out=io.StringIO(), err=err).error(e)

@@ -2,7 +2,6 @@
 errors located in the notebook; timeouts; fingerprints; re-rendering."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

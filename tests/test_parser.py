@@ -256,12 +256,12 @@ def test_a_long_datafile_is_parsed_in_halves_into_the_same_model(tmp_path, monke
     import os
     import warnings
 
-    from datamake import parser
+    from datamake import halves as split
 
     (tmp_path / "p.json").write_text('{"k": 1}')
     text = _big_datafile(600, extra="\nlate: d1\n    if d1 is 1:\n        pass\n    d1\n")
-    assert text.count("\n") >= parser.PARALLEL_LINES
-    assert parser._may_fork(), "one CPU, or another thread runs in this test process"
+    assert text.count("\n") >= split.PARALLEL_LINES
+    assert split.may_fork(), "one CPU, or another thread runs in this test process"
     forks = []
     real_fork = os.fork
 
@@ -274,7 +274,7 @@ def test_a_long_datafile_is_parsed_in_halves_into_the_same_model(tmp_path, monke
         warnings.simplefilter("always")
         halves = parse_text(text, "Datafile", tmp_path)
     assert forks == [1]  # the second half was parsed by a child
-    monkeypatch.setattr(parser, "PARALLEL_LINES", 10 ** 9)
+    monkeypatch.setattr(split, "PARALLEL_LINES", 10 ** 9)
     with warnings.catch_warnings(record=True) as told_too:
         warnings.simplefilter("always")
         whole = parse_text(text, "Datafile", tmp_path)
@@ -294,7 +294,7 @@ def test_a_long_datafile_is_parsed_in_halves_into_the_same_model(tmp_path, monke
     '\ncache "s3://a"\n\ncache "s3://b"\n',  # a second cache line, one in each half
 ])
 def test_a_long_datafile_with_errors_tells_them_as_one_parse_does(tmp_path, monkeypatch, extra):
-    from datamake import parser
+    from datamake import halves as split
 
     (tmp_path / "p.json").write_text('{"k": 1}')
     text = _big_datafile(600, extra=extra)
@@ -302,7 +302,7 @@ def test_a_long_datafile_with_errors_tells_them_as_one_parse_does(tmp_path, monk
         text = 'cache "s3://top"\n' + text.replace('\ncache "s3://a"\n', "\n")
     with pytest.raises(DatafileError) as halves:
         parse_text(text, "Datafile", tmp_path)
-    monkeypatch.setattr(parser, "PARALLEL_LINES", 10 ** 9)
+    monkeypatch.setattr(split, "PARALLEL_LINES", 10 ** 9)
     with pytest.raises(DatafileError) as whole:
         parse_text(text, "Datafile", tmp_path)
     assert halves.value.diagnostics == whole.value.diagnostics
@@ -317,7 +317,7 @@ def test_a_long_datafile_is_parsed_in_halves_whatever_the_process_did_to_itself(
     import os
     import signal
 
-    from datamake import parser
+    from datamake import halves as split
 
     (tmp_path / "p.json").write_text('{"k": 1}')
     text = _big_datafile(600)
@@ -333,5 +333,5 @@ def test_a_long_datafile_is_parsed_in_halves_whatever_the_process_did_to_itself(
     finally:
         signal.signal(signal.SIGCHLD, old)
     assert forks == [1]
-    monkeypatch.setattr(parser, "PARALLEL_LINES", 10 ** 9)
+    monkeypatch.setattr(split, "PARALLEL_LINES", 10 ** 9)
     assert _comparable(halves) == _comparable(parse_text(text, "Datafile", tmp_path))

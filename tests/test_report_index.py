@@ -2,7 +2,6 @@
 their links lead to the versions, that they open offline, that nothing in them runs."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 

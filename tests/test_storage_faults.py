@@ -11,7 +11,6 @@ die, objects deleted while a build reads them. Timeouts are set short through th
 environment; the subprocess timeout is only a hang guard."""
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys

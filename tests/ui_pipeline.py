@@ -24,7 +24,6 @@ def generated(n: int = 300, width: int = 10, seed: int = 7) -> str:
             for _ in range(rnd.randint(0, 2)):
                 picks.add(rnd.randrange(first, last))
             ins = [f"r{k:03d}" for k in sorted(picks)]
-        data = list(ins)
         if i % 7 == 0:
             ins.append("scale")
         lines += [f"## Step {i} of the generated pipeline.", f"r{i:03d}: {' '.join(ins)}",

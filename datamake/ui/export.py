@@ -80,7 +80,7 @@ def svg_picture(source: Source) -> str:
            '<defs><marker id="a" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
            'markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" '
            'fill="#9aa4b2"/></marker></defs>',
-           f'<rect width="100%" height="100%" fill="#fbfbfc"/>',
+           '<rect width="100%" height="100%" fill="#fbfbfc"/>',
            f'<text class="h" x="16" y="22">{_x(graph["title"])}</text>']
     x = 16
     for status, (fill, stroke) in COLORS.items():
