@@ -862,6 +862,12 @@ def _chain(e: BaseException) -> list[BaseException]:
     return out
 
 
+# A refusal as S3 says it. The status code is a word of its own: a port such as
+# 127.0.0.1:40312 in a "could not connect" message is not a refusal.
+_DENIED = re.compile(r"InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Forbidden|"
+                     r"(?<![\w:./-])403(?![\w.:])")
+
+
 def storage_error(what: str, e: Exception, endpoint: str | None = None) -> CatalogError:
     """A storage failure said plainly: missing bucket, refused credentials, no endpoint
     (which one), never a library's raw text."""
@@ -887,9 +893,7 @@ def storage_error(what: str, e: Exception, endpoint: str | None = None) -> Catal
     elif names & {"NoCredentialsError", "PartialCredentialsError"} or \
             "unable to locate credentials" in low:
         msg, hint = "no credentials", "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
-    elif any(k in " ".join(str(x) for x in chain) for k in (
-            "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden",
-            "403")) or isinstance(e, PermissionError):
+    elif _DENIED.search(" ".join(str(x) for x in chain)) or isinstance(e, PermissionError):
         msg, hint = "access denied", "check the credentials (AWS_* variables) and the bucket's policy"
     elif names & _TIMEOUTS:
         msg = f"cannot reach the storage endpoint{at}: it did not answer in time"

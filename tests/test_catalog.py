@@ -224,6 +224,11 @@ def test_storage_errors_are_said_plainly():
          "access denied"),
         (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
          "cannot reach the storage endpoint http://127.0.0.1:9"),
+        # A port with 403 in it is not a refusal (this made a CI run fail).
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:40312/b/out.txt"),
+         "cannot reach the storage endpoint http://127.0.0.1:40312"),
+        (OSError("An error occurred (403) when calling the PutObject operation: Forbidden"),
+         "access denied"),
     ]
     for exc, said in cases:
         e = storage_error("dataset `raw` at `s3://b/raw.csv`", exc)
