@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from . import model
 from .hashing import hash_parts, hash_text
-from .pysource import bound_names, chains as _chains, fast_dump, strip_docstrings as _strip_docstrings
+from .pysource import block_source, block_statements, bound_names, chains as _chains, fast_dump, strip_docstrings as _strip_docstrings
 
 
 def _dump(node: ast.AST) -> str:
@@ -53,12 +53,11 @@ class CodeIndex:
         sources: list[str] = []
         for b in blocks:
             try:
-                tree = ast.parse("if True:\n" + b.text + "\n")
-            except SyntaxError:
+                body = block_statements(b.text)
+            except (SyntaxError, RecursionError, MemoryError):
                 continue
-            body = tree.body[0].body  # type: ignore[attr-defined]
             stmts.extend(body)
-            sources.extend(["if True:\n" + b.text + "\n"] * len(body))
+            sources.extend([block_source(b.text)] * len(body))
         self.datafile = self._scope("python:", None, None, stmts, sources)
 
     # -- scopes -----------------------------------------------------------------------

@@ -155,50 +155,6 @@ def build(df: "model.Datafile") -> tuple[Graph, list[Diagnostic]]:
     return _Checker(df).run()
 
 
-def _python_defines(df: "model.Datafile", scope: str) -> set[str] | None:
-    """The names the `python:` blocks of `scope` define at their top level (also inside
-    `if`, `try`, `for`, `with`...), or None when they may define any name
-    (`from m import *`, or names made at run time through `globals()`, `vars()`, `exec`)."""
-    import ast
-
-    names: set[str] = set()
-    for block in df.python:
-        if block.scope != scope:
-            continue
-        try:
-            tree = ast.parse("if True:\n" + block.text + "\n")
-        except (SyntaxError, RecursionError, MemoryError):
-            continue
-        stack: list[ast.AST] = list(tree.body[0].body)
-        while stack:
-            n = stack.pop()
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(n.name)
-                # Its own names are local to it, but `global x` in it defines `x`.
-                names.update(x for sub in ast.walk(n) if isinstance(sub, ast.Global)
-                             for x in sub.names)
-                continue
-            if isinstance(n, ast.Lambda):
-                continue
-            if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
-                names.add(n.id)
-            elif isinstance(n, ast.Name) and n.id in ("globals", "vars", "exec"):
-                return None
-            elif isinstance(n, (ast.Import, ast.ImportFrom)):
-                for a in n.names:
-                    if a.name == "*":
-                        return None
-                    names.add((a.asname or a.name).split(".")[0])
-            elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
-                names.add(n.name)
-            elif isinstance(n, ast.MatchMapping) and n.rest:
-                names.add(n.rest)
-            elif isinstance(n, ast.ExceptHandler) and n.name:
-                names.add(n.name)
-            stack.extend(ast.iter_child_nodes(n))
-    return names
-
-
 def _header(r: "model.Rule", extra: str) -> str:
     """Rule `r`'s `OUTPUTS: INPUTS` line with one more input, as its own file writes it
     (an included file's names without their namespace)."""
@@ -283,7 +239,9 @@ class _Checker:
                          help="an alias (a rule with no recipe) is written `NAME: INPUTS`")
             rule_by_name.setdefault(r.name, (i, r))
         names = set(self.defined)
-        py_defs = {scope: _python_defines(df, scope) for scope in
+        from .pysource import block_defines  # parsing only: a no-op build never needs it
+        py_defs = {scope: block_defines([b.text for b in df.python if b.scope == scope])
+                   for scope in
                    {""} | {r.recipe.scope for r in df.rules if r.recipe is not None}}
 
         # Datasets: declared ones, then the implicit homes of undeclared outputs.

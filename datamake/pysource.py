@@ -5,10 +5,13 @@ Every module that looks at Python source asks this one."""
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING
 
-from . import model
 from .errors import Span
 from .limits import MAX_DEPTH
+
+if TYPE_CHECKING:  # recipes are loaded by a no-op build; the Datafile model is not
+    from . import model
 
 
 class TooDeep(Exception):
@@ -112,6 +115,7 @@ def _bind(n: ast.AST, bound: set[str]) -> None:
 def scan_recipe(fn: ast.FunctionDef, args: set[str], path: str) -> Scan:
     """One walk over a recipe: the global names it reads (first use of each dotted
     chain), whether it yields, and what it imports itself."""
+    from .model import NameUse
     scan = Scan()
     bound: set[str] = set()
     loads: list[tuple[str, ast.AST]] = []
@@ -165,7 +169,7 @@ def scan_recipe(fn: ast.FunctionDef, args: set[str], path: str) -> Scan:
         if chain in seen or (root in bound and root not in args):
             continue
         seen.add(chain)
-        scan.uses.append(model.NameUse(chain, Span(path, n.lineno, n.col_offset + 1,
+        scan.uses.append(NameUse(chain, Span(path, n.lineno, n.col_offset + 1,
                                                    n.end_lineno or n.lineno,
                                                    (n.end_col_offset or n.col_offset) + 1)))
     scan.uses.sort(key=lambda u: (u.span.line, u.span.col, u.chain))
@@ -190,7 +194,7 @@ def parse_at(source: str, line: int, filename: str) -> ast.Module:
 def parse_block(text: str, line: int, filename: str) -> list[ast.stmt]:
     """The statements of an indented block (a `python:` block) whose first line is line
     `line` of `filename`. Raises SyntaxError, RecursionError or MemoryError."""
-    return parse_at("if True:\n" + text + "\n", line - 1, filename).body[0].body  # type: ignore[attr-defined]
+    return parse_at(block_source(text), line - 1, filename).body[0].body  # type: ignore[attr-defined]
 
 
 def strip_docstrings(node: ast.AST) -> ast.AST:
@@ -222,3 +226,65 @@ def chains(node: ast.AST, exclude: set[str]) -> set[str]:
             out.add(n.id)
     # A chain's prefixes are implied by it.
     return out
+
+
+def block_source(text: str) -> str:
+    """A `python:` block's text as the source its statements are parsed from (an
+    `if True:` above it, so that its indentation parses): `ast` positions and
+    `ast.get_source_segment` refer to this text, one line below the block's own."""
+    return "if True:\n" + text + "\n"
+
+
+def block_statements(text: str) -> list[ast.stmt]:
+    """The statements of a `python:` block, positioned in `block_source(text)`.
+    Raises SyntaxError, RecursionError or MemoryError."""
+    return ast.parse(block_source(text)).body[0].body  # type: ignore[attr-defined]
+
+
+def block_defines(texts: list[str]) -> set[str] | None:
+    """The names `python:` blocks (their texts) define at their top level (also inside
+    `if`, `try`, `for`, `with`...), or None when they may define any name
+    (`from m import *`, or names made at run time through `globals()`, `vars()`, `exec`)."""
+    names: set[str] = set()
+    for text in texts:
+        try:
+            stack: list[ast.AST] = list(block_statements(text))
+        except (SyntaxError, RecursionError, MemoryError):
+            continue
+        while stack:
+            n = stack.pop()
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(n.name)
+                # Its own names are local to it, but `global x` in it defines `x`.
+                names.update(x for sub in ast.walk(n) if isinstance(sub, ast.Global)
+                             for x in sub.names)
+                continue
+            if isinstance(n, ast.Lambda):
+                continue
+            if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+                names.add(n.id)
+            elif isinstance(n, ast.Name) and n.id in ("globals", "vars", "exec"):
+                return None
+            elif isinstance(n, (ast.Import, ast.ImportFrom)):
+                for a in n.names:
+                    if a.name == "*":
+                        return None
+                    names.add((a.asname or a.name).split(".")[0])
+            elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
+                names.add(n.name)
+            elif isinstance(n, ast.MatchMapping) and n.rest:
+                names.add(n.rest)
+            elif isinstance(n, ast.ExceptHandler) and n.name:
+                names.add(n.name)
+            stack.extend(ast.iter_child_nodes(n))
+    return names
+
+
+def binds(stmt: ast.stmt, name: str) -> bool:
+    """Whether a top-level statement binds `name` (def, class, import, assignment)."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return stmt.name == name
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return any((a.asname or a.name).split(".")[0] == name for a in stmt.names)
+    return any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.id == name
+               for n in ast.walk(stmt))

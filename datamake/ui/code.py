@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..pysource import binds, block_source, block_statements
+
 # Pygments token types -> the page's few CSS classes (style.css: .tk-k, .tk-s, ...).
 _CLASSES = (("Comment", "c"), ("Literal.String", "s"), ("Literal.Number", "m"),
             ("Keyword", "k"), ("Name.Function", "f"), ("Name.Class", "f"),
@@ -91,28 +93,18 @@ def declaration(file: str | None, line: int) -> dict[str, Any] | None:
     return {"title": f"{file}:{line}", "file": file, "lines": plain(text, line)}
 
 
-def defines(stmt: ast.stmt, name: str) -> bool:
-    """Whether a top-level statement binds `name` (def, class, import, assignment)."""
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return stmt.name == name
-    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-        return any((a.asname or a.name).split(".")[0] == name for a in stmt.names)
-    return any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.id == name
-               for n in ast.walk(stmt))
-
-
 def in_blocks(blocks: tuple, name: str) -> tuple[str, int, str] | None:
     """(file, first line, text) of the statement of a `python:` block that defines
     `name`, at the Datafile's lines."""
     for text, line, filename in blocks:
         try:
-            tree = ast.parse("if True:\n" + text + "\n")
-        except SyntaxError:
+            statements = block_statements(text)
+        except (SyntaxError, RecursionError, MemoryError):
             continue
-        for st in tree.body[0].body:  # type: ignore[attr-defined]
-            if defines(st, name):
+        for st in statements:
+            if binds(st, name):
                 first = _first_line(st)
-                lines = ("if True:\n" + text).split("\n")[first - 1:st.end_lineno]
+                lines = block_source(text).split("\n")[first - 1:st.end_lineno]
                 return filename, line + first - 2, "\n".join(lines)
     return None
 
@@ -132,7 +124,7 @@ def in_module(folders: list[Path], label: str) -> tuple[str, int, str] | None:
             except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
                 continue
             for st in tree.body:
-                if defines(st, name):
+                if binds(st, name):
                     first = _first_line(st)
                     text = "\n".join(src.split("\n")[first - 1:st.end_lineno])
                     return _shown_path(cand), first, text
