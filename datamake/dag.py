@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .steps import key_of, split_step, step_id
 
 if TYPE_CHECKING:
-    from .executor import BuildResult
+    from .outcomes import BuildResult
     from .project import Project
 
 COLORS = {"fresh": "#9be29b", "stale": "#ffb366", "upstream": "#ffe680",

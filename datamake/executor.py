@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import heapq
 import os
 import sys
 import time
@@ -19,51 +18,20 @@ from .catalog import clean_temps, local_stamp, stable
 from .errors import CatalogError, UsageError
 from .graph import RuleNode
 from .hashing import hash_text
-from .planner import Planner, Reason, Verdict
+from .outcomes import BuildResult, Outcome, Verdict
+from .planner import Planner
 from .recipe import RecipeFailure, module_name
+from .scheduler import Scheduler
 from .runners import Runner, WorkerDied, runner_factory
 from .state import StepRecord
 from .steps import key_of, step_id
 from .worker import Context, Job, JobResult, StepResult, commit
 
 if TYPE_CHECKING:
+    from .catalog import Catalog
+    from .graph import Graph
     from .project import Project
     from .reporter import Reporter
-
-
-class Outcome(NamedTuple):
-    status: str  # built | fresh | cached | failed | skipped | planned
-    digests: tuple[str, ...] | None
-    seconds: float = 0.0
-    reasons: tuple[Reason, ...] = ()
-    error: str | None = None
-
-
-class BuildResult:
-    """What a build (or a dry run) did, step by step, in execution order."""
-
-    def __init__(self, targets: list[str], dry_run: bool = False):
-        self.targets = targets
-        self.outcomes: dict[str, Outcome] = {}
-        self.seconds = 0.0
-        self.interrupted = False
-        self.dry_run = dry_run
-
-    def names(self, status: str) -> list[str]:
-        return [n for n, o in self.outcomes.items() if o.status == status]
-
-    @property
-    def failed(self) -> list[str]:
-        return self.names("failed")
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.interrupted
-
-    @property
-    def work(self) -> bool:
-        """Whether anything was (or, in a dry run, would be) run."""
-        return any(o.status in ("planned", "built", "failed") for o in self.outcomes.values())
 
 
 class InputMissing(Exception):
@@ -106,9 +74,11 @@ def _build(project: "Project", targets: list[str], reporter: "Reporter", *,
         shared = str(project.root / shared)  # a folder, relative to the Datafile
     # Checked now (a remote cluster that cannot see local files is refused before
     # anything runs); started on the first stale step (a no-op starts no cluster).
+    only = graph.partial(targets)
+    check_asked(graph, project.catalog, planner, only)
     factory = None if dry_run else runner_factory(project, rules, jobs, executor)
     run = _Build(project, planner, reporter, result, dry_run, keep_going,
-                 Caches(project, shared, cache_read_only), factory, graph.partial(targets))
+                 Caches(project, shared, cache_read_only), factory, only)
     if not dry_run:
         state.lock(reporter.waiting_for_lock)
         for w in state.warnings:
@@ -154,6 +124,35 @@ def _build(project: "Project", targets: list[str], reporter: "Reporter", *,
             run.restore_signals()
         result.seconds = time.perf_counter() - t0
     return result
+
+
+def check_asked(graph: "Graph", catalog: "Catalog", planner: Planner,
+                only: dict[str, set[str]]) -> None:
+    """Partitions asked of pattern rules (`name[key]` targets) that a source they read
+    does not have: told before the build takes the lock or records a run. (Keys of an
+    input another rule writes are known when that rule has run.) Raises UsageError."""
+    for rule, asked in sorted(only.items()):
+        node = graph.rules[rule]
+        for name, keyed in zip(node.inputs, node.keys):
+            if keyed and name not in graph.producer:
+                missing = asked - set(planner.source_parts(name))
+                if missing:
+                    raise no_partition(graph, catalog, node, min(missing), name)
+
+
+def no_partition(graph: "Graph", catalog: "Catalog", node: RuleNode, key: str,
+                 name: str) -> UsageError:
+    """The error for `node[key]` when its input `name` has no partition `key`."""
+    if name in graph.producer:
+        where = f"rule `{graph.producer[name]}` wrote no partition `{key}` of it"
+    else:
+        try:
+            where = f"`{catalog.shown(catalog.location(name, key))}` does not exist"
+        except CatalogError as e:  # not a key of this location at all
+            return UsageError(f"`{node.name}[{key}]`: {e}", help=e.help)
+    return UsageError(f"no partition `{node.name}[{key}]` to build: its input "
+                      f"`{name}` has no partition `{key}`",
+                      help=f"{where}; `datamake -n {node.name}` lists the partitions")
 
 
 class _Task(NamedTuple):
@@ -230,22 +229,10 @@ class _Build:
         """Start each rule when the rules it reads have finished (in topological order
         among those ready); keep the runner busy with ready steps; record each step as
         it comes back."""
-        order = {n.name: i for i, n in enumerate(rules)}
-        self._waiting_on: dict[str, int] = {}
-        self._dependents: dict[str, list[RuleNode]] = {}
-        self._startable: list[tuple[int, str, RuleNode]] = []
-        self._order = order
-        for n in rules:
-            ups = {self.graph.producer[i] for i, v in zip(n.inputs, n.versions)
-                   if v is None and i in self.graph.producer} & order.keys()
-            self._waiting_on[n.name] = len(ups)
-            for u in ups:
-                self._dependents.setdefault(u, []).append(n)
-            if not ups:
-                heapq.heappush(self._startable, (order[n.name], n.name, n))
-        while self._startable or self.ready or self.inflight:
-            while self._startable:
-                _, _, node = heapq.heappop(self._startable)
+        self.schedule = Scheduler(self.graph, rules)
+        while self.schedule or self.ready or self.inflight:
+            while self.schedule:
+                node = self.schedule.pop()
                 if self.stopping:
                     self.settle_rule(node.name, "skipped")
                     continue
@@ -261,10 +248,7 @@ class _Build:
     def settle_rule(self, name: str, status: str) -> None:
         """A rule is done (ok, failed or skipped): the rules reading it may start."""
         self.status[name] = status
-        for d in self._dependents.get(name, ()):
-            self._waiting_on[d.name] -= 1
-            if self._waiting_on[d.name] == 0:
-                heapq.heappush(self._startable, (self._order[d.name], d.name, d))
+        self.schedule.settled(name)
 
     def feed(self) -> None:
         """Hand ready steps to the runner, up to its capacity."""
@@ -412,19 +396,10 @@ class _Build:
         for key in sorted(asked - keys):
             name = next(n for n, k in zip(node.inputs, node.keys)
                         if k and key not in set(self.keys_of(n)))
-            if name in self.graph.producer:
-                if self.dry_run:  # the rule that writes it has not run: its keys are unknown
-                    asked = asked & keys
-                    continue
-                where = f"rule `{self.graph.producer[name]}` wrote no partition `{key}` of it"
-            else:
-                try:
-                    where = f"`{self.catalog.shown(self.catalog.location(name, key))}` does not exist"
-                except CatalogError as e:  # not a key of this location at all
-                    raise UsageError(f"`{node.name}[{key}]`: {e}", help=e.help) from None
-            raise UsageError(f"no partition `{node.name}[{key}]` to build: its input "
-                             f"`{name}` has no partition `{key}`",
-                             help=f"{where}; `datamake -n {node.name}` lists the partitions")
+            if name in self.graph.producer and self.dry_run:
+                asked = asked & keys  # the rule that writes it has not run: keys unknown
+                continue
+            raise no_partition(self.graph, self.catalog, node, key, name)
         return set(asked)
 
     def step(self, rr: _RuleRun, step: str, key: str | None, digests: list[str | None]) -> None:

@@ -8,10 +8,11 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from .hashing import hash_text
-from .planner import Reason, early_cutoff_expected
+from .outcomes import Reason
+from .planner import early_cutoff_expected
 
 if TYPE_CHECKING:
-    from .executor import BuildResult
+    from .outcomes import BuildResult
     from .project import Project
     from .reporter import Reporter
 

@@ -11,38 +11,14 @@ content changes nothing.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from .catalog import Catalog, same_content, stable
 from .graph import Graph, RuleNode
 from .hashing import hash_parts, hash_text
 from .state import SEP, State
+from .outcomes import CODES, Reason, Verdict
 from .steps import key_of
-
-CODES = ("forced", "no-record", "missing-output", "output-changed", "recipe-changed",
-         "param-changed", "input-changed", "upstream")
-
-class Reason(NamedTuple):
-    """Why a step runs: a code of SPEC section 5, the name concerned, old and new."""
-
-    code: str
-    name: str | None = None
-    old: Any = None
-    new: Any = None
-
-
-class Verdict(NamedTuple):
-    """The planner's answer for one step."""
-
-    stale: bool
-    reasons: tuple[Reason, ...]
-    sig: str | None  # None while an input is unknown (dry run)
-    code_fp: str
-    params_fp: str
-    inputs_fp: str | None
-    out_digests: tuple[str, ...] | None  # the recorded ones, when fresh
-    refresh: tuple[str, ...] | None  # new stamps for touched-but-unchanged outputs
-
 
 def param_repr(value: Any) -> str:
     return repr(value)

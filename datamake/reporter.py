@@ -14,8 +14,8 @@ from .diagnostics import render_all
 from .errors import DatafileError, Diagnostic
 
 if TYPE_CHECKING:
-    from .executor import BuildResult
-    from .planner import Reason
+    from .outcomes import BuildResult
+    from .outcomes import Reason
 
 
 def reason_text(r: "Reason") -> str:

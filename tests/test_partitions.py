@@ -2,8 +2,10 @@
 sequence of real builds asserting exactly which steps (and partitions) ran."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import signal
 import subprocess
 import sys
@@ -201,6 +203,10 @@ def test_partition_target_errors(proj):
                      "has no partition `zz`\n"
                      "help: `raw/zz.txt` does not exist; `datamake -n clean` lists the "
                      "partitions\n")
+    # Told before the lock is taken or a run recorded: the typo left no trace.
+    if os.path.exists(proj.path(".datamake/state.db")):
+        with contextlib.closing(sqlite3.connect(proj.path(".datamake/state.db"))) as db:
+            assert db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
     assert proj.built() == ["clean[a]", "upper[a]", "joined"]  # nothing was left locked
     r = proj.run("joined[a]")
     assert (r.code, r.err) == (2, "datamake: error: `joined[a]`: `joined` is not the output "

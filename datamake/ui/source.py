@@ -27,7 +27,7 @@ from . import preview as pv
 from .api import Busy, NotFound, Unavailable
 
 if TYPE_CHECKING:
-    from ..executor import BuildResult, Outcome
+    from ..outcomes import BuildResult, Outcome
     from ..project import Project
 
 MAX_PARTITIONS = 500  # partitions listed in a panel or a preview
