@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .project import Project
+    from .api import Project
     from .report import Report
 
 __all__ = ["Project", "Report", "load", "__version__"]
@@ -25,19 +25,15 @@ def load(name: str, datafile: str | None = None) -> Any:
 
     `datafile` defaults to the nearest `Datafile` in the current folder or above.
     """
-    from .project import Project, find_datafile
+    from .api import load
 
-    project = Project(datafile or find_datafile())
-    try:
-        return project.load(name)
-    finally:
-        project.close()
+    return load(name, datafile)
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so `import datamake` stays light.
     if name == "Project":
-        from .project import Project
+        from .api import Project
 
         return Project
     if name == "Report":

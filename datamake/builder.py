@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .catalog import Catalog
     from .graph import Graph
     from .project import Project
-    from .reporter import Reporter
+    from .console import Reporter
 
 
 class InputMissing(Exception):

@@ -139,7 +139,7 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         executor: str = "local", cache_read_only: bool = False, ui: bool = False,
         port: int = 0) -> int:
     """The command line's work; returns the exit code."""
-    from .reporter import JsonReporter, LiveReporter, Reporter
+    from .console import JsonReporter, LiveReporter, Reporter
 
     if as_json:
         reporter: Reporter = JsonReporter(quiet=True)
@@ -214,7 +214,7 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
             result = build(project, targets, _quiet() if question else reporter,
                            dry_run=True, forced=forced, always=always_make)
             if as_json:
-                from .reporter import plan_json
+                from .console import plan_json
 
                 reporter.document(plan_json(result))  # type: ignore[attr-defined]
             elif dry_run:
@@ -260,7 +260,7 @@ def entry() -> None:
 
 
 def _quiet():
-    from .reporter import QuietReporter
+    from .console import QuietReporter
 
     return QuietReporter()
 

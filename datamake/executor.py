@@ -20,7 +20,7 @@ from .runners import runner_factory
 
 if TYPE_CHECKING:
     from .project import Project
-    from .reporter import Reporter
+    from .console import Reporter
 
 
 def build(project: "Project", targets: list[str], reporter: "Reporter",

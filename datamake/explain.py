@@ -14,7 +14,7 @@ from .planner import early_cutoff_expected
 if TYPE_CHECKING:
     from .outcomes import BuildResult
     from .project import Project
-    from .reporter import Reporter
+    from .console import Reporter
 
 
 def _diff(old: str, new: str, old_name: str, new_name: str) -> list[str]:
@@ -98,7 +98,7 @@ def reason_lines(project: "Project", result: "BuildResult", step: str, r: Reason
 def explain_build(project: "Project", result: "BuildResult", reporter: "Reporter",
                   as_json: bool) -> None:
     """Print (or return as JSON) the explanation of a dry run."""
-    from .reporter import plan_json
+    from .console import plan_json
 
     details: dict[str, list[str]] = {}
     for step, o in result.outcomes.items():

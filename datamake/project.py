@@ -1,33 +1,23 @@
-"""A Datafile loaded for use: model, graph, catalog, state and parameters, with the
-parsed result cached in `.datamake/` so that a no-op build never re-parses.
-
-This is also the Python API: `datamake.Project("path/to/Datafile")` gives the same
-catalog, parameters and values the build uses.
+"""A Datafile loaded for use: its graph, catalog, state, parameters and recipes, and
+the values it names. Loading goes through the parse cache (parsecache.py), so a no-op
+build never parses. Building sits above this (executor.py); the Python API's
+`datamake.Project` (api.py) adds `build` and `status` to it.
 """
 from __future__ import annotations
 
 import os
-import pickle
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import graph as graph_mod
-from .catalog import Catalog, local_stamp, stable
+from . import graph as graph_mod, parsecache
+from .catalog import Catalog
 from .diagnostics import did_you_mean
 from .errors import CatalogError, Diagnostic, UsageError
-from .hashing import hash_file
 from .state import STATE_DIR, State
 from .steps import split_step
 
 if TYPE_CHECKING:
     from .model import Datafile
-
-CACHE_FORMAT = 4  # 4: source digests are BLAKE3
-GRAPH_CACHE = "graph.pickle"
-MODEL_CACHE = "model.pickle"
-RECIPES_CACHE = "recipes.pickle"
-
 
 def find_datafile(start: str | os.PathLike | None = None) -> Path:
     """The nearest `Datafile` in `start` (default: the current folder) or above it."""
@@ -63,7 +53,7 @@ class Project:
         self._sources_digest = ""
         self.code_texts: dict[str, str] = {}
         self.warnings: list[Diagnostic] = []
-        self.graph: graph_mod.Graph = self._load()
+        self.graph: graph_mod.Graph = parsecache.load(self)
         self.params = dict(self.graph.params)
         for k, v in (params or {}).items():
             if k not in self.params:
@@ -74,155 +64,11 @@ class Project:
         self._state: State | None = None
         self._namespaces: dict[str, Any] = {}
 
-    # -- loading, with the parse cache ------------------------------------------------
-    #
-    # graph.pickle: what a no-op build needs (plain tuples: unpickles in milliseconds),
-    #   with the stamps and digests of the files it came from.
-    # recipes.pickle: compiled recipes and `python:` blocks, loaded when a step runs.
-    # model.pickle: the whole model, loaded only to re-fingerprint when project modules
-    #   changed but the Datafile did not.
-
-    def _load(self) -> graph_mod.Graph:
-        cached = self._read_cache()
-        if cached is not None:
-            return cached
-        return self._parse()
-
-    def _cache_key(self) -> tuple:
-        return (CACHE_FORMAT, _version(), sys.version_info[:2], self.display, str(self.root))
-
-    def _read_pickle(self, name: str) -> dict | None:
-        try:
-            with open(self.state_dir / name, "rb") as f:
-                data = pickle.load(f)
-        except Exception:  # missing, truncated or from another version: just re-parse
-            return None
-        if not isinstance(data, dict) or data.get("key") != self._cache_key():
-            return None
-        return data
-
-    def _read_cache(self) -> graph_mod.Graph | None:
-        data = self._read_pickle(GRAPH_CACHE)
-        if data is None:
-            return None
-        restamp = False
-        for path, stamp, digest in data["sources"]:
-            now = local_stamp(path)
-            if now == stamp:
-                continue
-            if now is None or hash_file(path) != digest:
-                return None
-            restamp = True
-        g: graph_mod.Graph = data["graph"]
-        if not isinstance(g, graph_mod.Graph) or vars(g).keys() != _GRAPH_FIELDS:
-            return None  # written by another build of datamake: parse again
-        self.warnings = data.get("warnings", [])
-        self._sources = data["sources"]
-        self._sources_digest = data["sources_digest"]
-        if any(local_stamp(p) != s for p, s in data["modules"]):
-            full = self._read_pickle(MODEL_CACHE)
-            if full is None or full.get("sources_digest") != self._sources_digest:
-                return None
-            self._model = full["model"]
-            self._fingerprint(g)
-            return g
-        if restamp:
-            self._sources = _restamp(data["sources"])
-            self._write_graph(g, data["modules"])
-        return g
-
-    def _parse(self) -> graph_mod.Graph:
-        from . import loader
-        from .hashing import hash_parts
-
-        model = loader.load(self.path, self.display)
-        g, warnings = graph_mod.build(model)
-        for d in model.datasets:
-            g.spans.setdefault(d.name, (d.span.file, d.span.line, d.span.col))
-        self._model = model
-        self.warnings = warnings
-        rows = []
-        for p in model.sources:
-            try:
-                rows.append((p, local_stamp(p) or "", hash_file(p)))
-            except OSError:
-                rows.append((p, "", ""))
-        self._sources = _restamp(rows)
-        self._sources_digest = hash_parts(*(d for _, _, d in rows))
-        self._fingerprint(g)
-        return g
-
-    def _fingerprint(self, g: graph_mod.Graph) -> None:
-        """Fingerprint the recipes' code, then write all three caches."""
-        from .fingerprint import code_fingerprints
-        from .recipe import recipe_info
-
-        model = self._model
-        assert model is not None
-        found = code_fingerprints(g, model, self.root)
-        g.code_fp = found.fps
-        g.code_deps = found.deps
-        self.code_texts = found.texts
-        self._recipes = {name: recipe_info(model.rules[node.index])
-                         for name, node in g.rules.items()}
-        self._python = tuple((b.text, b.line, b.scope, b.span.file) for b in model.python)
-        self._scopes = dict(model.scopes)
-        self._blocks, self._folders = {}, {}
-        modules = [(p, stable(local_stamp(p)) or "?") for p in sorted(found.files)]
-        try:
-            self.state_dir.mkdir(exist_ok=True)
-            key, digest = self._cache_key(), self._sources_digest
-            if found.files:  # read back only to re-fingerprint after a module changed
-                _atomic_pickle(self.state_dir / MODEL_CACHE,
-                               {"key": key, "sources_digest": digest, "model": model})
-            _atomic_pickle(self.state_dir / RECIPES_CACHE, {
-                "key": key, "sources_digest": digest, "recipes": self._recipes,
-                "python": self._python, "scopes": self._scopes, "texts": self.code_texts})
-        except OSError:
-            pass  # a read-only project still builds; it just parses every time
-        self._write_graph(g, modules)
-
-    def _write_graph(self, g: graph_mod.Graph, modules: list) -> None:
-        # Work every no-op would otherwise repeat: resolving locations (those that do
-        # not read the environment) and slicing the graph for the default target.
-        from .errors import CatalogError
-
-        cat = Catalog(self.root, g.datasets, {})
-        g.locations = {}
-        for name, ds in g.datasets.items():
-            if "${" not in ds.location and "{" not in ds.location:
-                try:
-                    g.locations[name] = cat.location(name)
-                except CatalogError:
-                    pass
-        if g.default:
-            g.needed([g.default])
-        try:
-            self.state_dir.mkdir(exist_ok=True)
-            _atomic_pickle(self.state_dir / GRAPH_CACHE, {
-                "key": self._cache_key(), "sources": self._sources, "modules": modules,
-                "sources_digest": self._sources_digest, "graph": g,
-                "warnings": self.warnings})
-        except OSError:
-            pass
-
-    def _load_recipes(self) -> None:
-        data = self._read_pickle(RECIPES_CACHE)
-        if data is None or data.get("sources_digest") != self._sources_digest:
-            # The cache went missing under us: parse again (same Datafile, same result).
-            self._parse()
-            return
-        self._recipes = data["recipes"]
-        self._python = data["python"]
-        self._scopes = data["scopes"]
-        self._blocks, self._folders = {}, {}
-        self.code_texts = data["texts"]
-
     @property
     def recipes(self):
         """Rule name -> RecipeInfo (compiled code and text), loaded on first use."""
         if self._recipes is None:
-            self._load_recipes()
+            parsecache.load_recipes(self)
         return self._recipes
 
     @property
@@ -235,7 +81,7 @@ class Project:
         blocks = self._blocks.get(scope)
         if blocks is None:
             if self._python is None:
-                self._load_recipes()
+                parsecache.load_recipes(self)
             blocks = self._blocks[scope] = tuple(
                 (t, line, f) for t, line, s, f in self._python if s == scope)  # type: ignore[union-attr]
         return blocks
@@ -245,7 +91,7 @@ class Project:
         folder = self._folders.get(scope)
         if folder is None:
             if self._scopes is None:
-                self._load_recipes()
+                parsecache.load_recipes(self)
             folder = self._folders[scope] = Path(self._scopes.get(scope, str(self.root)))  # type: ignore[union-attr]
         return folder
 
@@ -311,21 +157,10 @@ class Project:
             if "__datafile_" not in str(e):
                 raise
             if self._scopes is None:
-                self._load_recipes()
+                parsecache.load_recipes(self)
             for scope in list(self._scopes or {""}):
                 self.namespace(scope).globals()
             return self.catalog.load(name)
-
-    def build(self, targets: list[str] | str | None = None, **options: Any):
-        """Build `targets` (default: the default target) quietly; returns a BuildResult."""
-        from .executor import build
-        from .reporter import QuietReporter
-
-        return build(self, self.resolve_targets(targets), QuietReporter(), **options)
-
-    def status(self, targets: list[str] | str | None = None):
-        """A dry run: what would run and why (a BuildResult with `planned` steps)."""
-        return self.build(targets, dry_run=True)
 
     def resolve_targets(self, targets: list[str] | str | None) -> list[str]:
         """Targets checked against the graph. Raises UsageError for unknown ones."""
@@ -370,23 +205,3 @@ class Project:
                         "it (`name[key]: input[key]`)")
             raise UsageError(f"`{target}`: `{name}` is not the output of a pattern rule",
                              help=hint)
-
-
-_GRAPH_FIELDS = vars(graph_mod.Graph()).keys()
-
-
-def _restamp(sources: list) -> list:
-    return [(p, stable(local_stamp(p)), d) for p, _, d in sources]
-
-
-def _atomic_pickle(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

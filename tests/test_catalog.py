@@ -1,4 +1,4 @@
-"""The catalog: every format of SPEC section 4 round-trips, writes are atomic, options
+"""The catalog: every format of docs/language.md round-trips, writes are atomic, options
 reach the reader and the writer, and plugins come through entry points."""
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import clean_env
 from datamake import graph, loader, parser
 from datamake.errors import DatafileError
-from datamake.reporter import Reporter
+from datamake.console import Reporter
 
 
 def rendered(root, files: dict[str, str | bytes]) -> str:

@@ -1,4 +1,4 @@
-"""The Datafile language: each construct parsed into the model (SPEC section 2)."""
+"""The Datafile language: each construct parsed into the model."""
 from __future__ import annotations
 
 import marshal

@@ -1,4 +1,4 @@
-"""Partitions, pattern rules and incremental writes (SPEC section 3): each test is a
+"""Partitions, pattern rules and incremental writes: each test is a
 sequence of real builds asserting exactly which steps (and partitions) ran."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The staleness scenarios of SPEC section 5, each a sequence of real builds that
+"""The staleness scenarios of docs/staleness.md, each a sequence of real builds that
 asserts exactly which steps ran (and, through -n --json, why)."""
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ class LocalSource:
         if self._result is not None:  # an export: one dry run answers every question
             return self._result
         from ..executor import build
-        from ..reporter import QuietReporter
+        from ..console import QuietReporter
 
         if targets is None:
             targets = self.targets or list(project.graph.rules)

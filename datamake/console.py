@@ -1,6 +1,7 @@
-"""All output: plain lines (CI, pipes), a live view (terminals), JSON, or nothing.
+"""The console: all of a build's output, as plain lines (CI, pipes), a live view
+(terminals), JSON, or nothing. (The user's HTML pages are report.py's.)
 
-Nobody else prints. The executor and the CLI hand events to one reporter, which owns
+Nobody else prints. The builder and the CLI hand events to one Reporter, which owns
 the format; recipes' own prints go to stdout, or to stderr under `--json`.
 """
 from __future__ import annotations
@@ -14,8 +15,7 @@ from .diagnostics import render_all
 from .errors import DatafileError, Diagnostic
 
 if TYPE_CHECKING:
-    from .outcomes import BuildResult
-    from .outcomes import Reason
+    from .outcomes import BuildResult, Reason
 
 
 def reason_text(r: "Reason") -> str:
@@ -210,7 +210,7 @@ class JsonReporter(Reporter):
 
 
 def plan_json(result: "BuildResult") -> dict[str, Any]:
-    """`-n --json`: {"run": [...], "fresh": [...], "reasons": {...}} (SPEC section 6)."""
+    """`-n --json`: {"run": [...], "fresh": [...], "reasons": {...}} (docs/cli.md)."""
     run = [n for n, o in result.outcomes.items() if o.status == "planned"]
     doc: dict[str, Any] = {
         "run": run,
@@ -225,7 +225,7 @@ def plan_json(result: "BuildResult") -> dict[str, Any]:
 
 
 def build_json(result: "BuildResult") -> dict[str, Any]:
-    """A build's `--json`: built, fresh, cached, failed and seconds (SPEC section 6)."""
+    """A build's `--json`: built, fresh, cached, failed and seconds (docs/cli.md)."""
     return {
         "built": result.names("built"),
         "fresh": result.names("fresh"),
