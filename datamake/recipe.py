@@ -9,6 +9,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import functools
+import importlib
 import marshal
 import os
 import sys
@@ -67,8 +68,11 @@ class Namespace:
     def globals(self) -> dict[str, Any]:
         """The namespace, running the `python:` blocks on first use. Raises RecipeFailure."""
         if self._module is None:
-            if self.root not in sys.path:
-                sys.path.insert(0, self.root)
+            # This project's modules first (another project's may have the same names).
+            if self.root in sys.path:
+                sys.path.remove(self.root)
+            sys.path.insert(0, self.root)
+            _forget_edited_modules(self.root)
             mod = types.ModuleType(self.name)
             mod.__file__ = self.blocks[0][2] if self.blocks else os.path.join(self.root, "Datafile")
             # Registered so that objects of classes defined here can be unpickled.
@@ -83,7 +87,77 @@ class Namespace:
                 except BaseException as e:
                     self._module = None
                     raise recipe_error(e, "the `python:` block") from None
+            _note_imported(self.root)
         return self._module.__dict__
+
+
+# The project's own modules as this process imported them: path -> (mtime, size).
+_imported: dict[str, tuple[int, int]] = {}
+
+
+# The folders of the projects whose `python:` blocks ran in this process.
+_roots: set[str] = set()
+
+
+def _project_modules(roots: set[str]):
+    """(name, module, path) of the modules in `sys.modules` that are files of one of
+    these projects (under its folder, not an installed package, not datamake itself)."""
+    tops = tuple(os.path.join(os.path.abspath(r), "") for r in roots)
+    installed = tuple(os.path.join(p, "") for p in {sys.prefix, sys.base_prefix})
+    for name, mod in list(sys.modules.items()):
+        path = getattr(mod, "__file__", None)
+        if isinstance(path, str) and path.startswith(tops) and not path.startswith(installed) \
+                and "-packages" + os.sep not in path and not name.startswith("__datafile") \
+                and name.split(".", 1)[0] != "datamake":
+            yield name, mod, path
+
+
+def _compiled_from_other_source(mod: types.ModuleType, st: os.stat_result) -> bool:
+    """Whether a module's cached bytecode was compiled from a source of another mtime or
+    size than the file now (it was imported, then edited). Unknown: False."""
+    try:
+        with open(mod.__cached__, "rb") as f:  # type: ignore[attr-defined]
+            head = f.read(16)
+    except (AttributeError, TypeError, OSError):
+        return False
+    if len(head) < 16 or int.from_bytes(head[4:8], "little") != 0:  # hash-based pyc
+        return False
+    return (int.from_bytes(head[8:12], "little"), int.from_bytes(head[12:16], "little")) != \
+        (int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF)
+
+
+def _forget_edited_modules(root: str) -> None:
+    """Before a Datafile's `python:` blocks run again in the same process (the Python
+    API, a notebook): the project's modules edited since this process imported them,
+    and other projects' modules, are dropped from `sys.modules`, so the blocks import
+    them afresh. Otherwise a step rerun for an edited helper would run the old helper
+    (or another project's `helpers`) and record its result as the new one's."""
+    _roots.add(root)
+    mine = os.path.join(os.path.abspath(root), "")
+    dropped = False
+    for name, mod, path in _project_modules(_roots):
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        known = _imported.get(path)
+        if not path.startswith(mine) or (  # another project's module of the same name
+                known != (st.st_mtime_ns, st.st_size) if known is not None
+                else _compiled_from_other_source(mod, st)):
+            del sys.modules[name]
+            _imported.pop(path, None)
+            dropped = True
+    if dropped:
+        importlib.invalidate_caches()
+
+
+def _note_imported(root: str) -> None:
+    """Note the state of the project's modules now in `sys.modules`."""
+    for _, _, path in _project_modules({root}):
+        if path not in _imported:
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                _imported[path] = (st.st_mtime_ns, st.st_size)
 
 
 def failure(exc: BaseException, summary: str) -> RecipeFailure:
