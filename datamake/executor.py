@@ -309,7 +309,7 @@ class _Build:
             try:
                 memo = self._pins[(name, spec)] = resolve(self.catalog.versions(name), spec)
             except VersionError as e:
-                raise InputMissing(f"input `{name}@{spec}`: {e}",
+                raise InputMissing(e.told(f"input `{name}@{spec}`"),
                                    help=f"`datamake --history {name}` lists its versions") from None
         return memo
 
@@ -416,15 +416,15 @@ class _Build:
                 if self.dry_run:  # the rule that writes it has not run: its keys are unknown
                     asked = asked & keys
                     continue
-                where = f"rule `{self.graph.producer[name]}` wrote no partition `{key}` of it"
+                where = {"producer": self.graph.producer[name]}
             else:
                 try:
-                    where = f"`{self.catalog.shown(self.catalog.location(name, key))}` does not exist"
+                    where = {"location": self.catalog.shown(self.catalog.location(name, key))}
                 except CatalogError as e:  # not a key of this location at all
-                    raise UsageError(f"`{node.name}[{key}]`: {e}", help=e.help) from None
-            raise UsageError(f"no partition `{node.name}[{key}]` to build: its input "
-                             f"`{name}` has no partition `{key}`",
-                             help=f"{where}; `datamake -n {node.name}` lists the partitions")
+                    raise UsageError("key-target-invalid", target=f"{node.name}[{key}]",
+                                     reason=e, hint=e.help) from None
+            raise UsageError("key-target-missing", target=f"{node.name}[{key}]", name=name,
+                             key=key, rule=node.name, **where)
         return set(asked)
 
     def step(self, rr: _RuleRun, step: str, key: str | None, digests: list[str | None]) -> None:
