@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DatamakeError, UsageError
+from .errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DatafileError, DatamakeError,
+                     UsageError)
 from .steps import step_id
 
 _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(.*)$", re.S)
@@ -161,7 +162,14 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
             return _ui(file, overrides, raw, reporter, port, poll if watch else None)
         if watch:
             return _watch(file, overrides, reporter, poll)
-        project = Project(file, params=overrides)
+        if check and as_json:
+            try:
+                project = Project(file, params=overrides)
+            except DatafileError as e:  # still one JSON document, with the errors' codes
+                reporter.document(_diag_json(e.diagnostics, []))  # type: ignore[attr-defined]
+                return EXIT_USAGE
+        else:
+            project = Project(file, params=overrides)
         # What is alive now (imports, the parsed Datafile) lives until the end: spare it
         # the collector's walks, including the full one at exit (15 ms). Garbage that
         # recipes make later is collected as usual.
@@ -280,7 +288,6 @@ def _check(project, file: str, reporter, as_json: bool) -> int:
 
     # Always a fresh parse, so the warnings are shown even when the cache is valid.
     from . import graph as graph_mod
-    from .errors import DatafileError
 
     try:
         model = load(project.path, project.display)
@@ -469,7 +476,6 @@ def _ui(file: str, overrides: dict[str, Any], raw: list[str], reporter, port: in
         import uvicorn  # noqa: F401
     except ImportError:
         raise UsageError("ui-missing") from None
-    from .errors import DatafileError
     from .project import Project
     from .ui.server import ListenError, serve
     from .ui.source import LocalSource
