@@ -58,15 +58,15 @@ def no_partition(graph: "Graph", catalog: "Catalog", node: RuleNode, key: str,
                  name: str) -> UsageError:
     """The error for `node[key]` when its input `name` has no partition `key`."""
     if name in graph.producer:
-        where = f"rule `{graph.producer[name]}` wrote no partition `{key}` of it"
+        where = {"producer": graph.producer[name]}
     else:
         try:
-            where = f"`{catalog.shown(catalog.location(name, key))}` does not exist"
+            where = {"location": catalog.shown(catalog.location(name, key))}
         except CatalogError as e:  # not a key of this location at all
-            return UsageError(f"`{node.name}[{key}]`: {e}", help=e.help)
-    return UsageError(f"no partition `{node.name}[{key}]` to build: its input "
-                      f"`{name}` has no partition `{key}`",
-                      help=f"{where}; `datamake -n {node.name}` lists the partitions")
+            return UsageError("key-target-invalid", target=f"{node.name}[{key}]",
+                              reason=e, hint=e.help)
+    return UsageError("key-target-missing", target=f"{node.name}[{key}]", name=name,
+                      key=key, rule=node.name, **where)
 
 
 class _Task(NamedTuple):
@@ -206,7 +206,7 @@ class Builder:
             try:
                 memo = self._pins[(name, spec)] = resolve(self.catalog.versions(name), spec)
             except VersionError as e:
-                raise InputMissing(f"input `{name}@{spec}`: {e}",
+                raise InputMissing(e.told(f"input `{name}@{spec}`"),
                                    help=f"`datamake --history {name}` lists its versions") from None
         return memo
 

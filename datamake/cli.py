@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DatamakeError, UsageError
+from .errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DatafileError, DatamakeError,
+                     UsageError)
 from .steps import step_id
 
 _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(.*)$", re.S)
@@ -153,7 +154,7 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
             try:
                 os.chdir(directory)
             except OSError as e:
-                raise UsageError(f"cannot change to `{directory}`: {e.strerror}") from None
+                raise UsageError("chdir-failed", folder=directory, reason=e.strerror) from None
         targets, overrides, raw = split_args(args)
         from .project import Project
 
@@ -161,7 +162,14 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
             return _ui(file, overrides, raw, reporter, port, poll if watch else None)
         if watch:
             return _watch(file, overrides, reporter, poll)
-        project = Project(file, params=overrides)
+        if check and as_json:
+            try:
+                project = Project(file, params=overrides)
+            except DatafileError as e:  # still one JSON document, with the errors' codes
+                reporter.document(_diag_json(e.diagnostics, []))  # type: ignore[attr-defined]
+                return EXIT_USAGE
+        else:
+            project = Project(file, params=overrides)
         # What is alive now (imports, the parsed Datafile) lives until the end: spare it
         # the collector's walks, including the full one at exit (15 ms). Garbage that
         # recipes make later is collected as usual.
@@ -184,10 +192,9 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         targets = project.resolve_targets(targets)
         for name in force:
             if project.graph.producer.get(name) is None and name not in project.graph.rules:
-                from .diagnostics import did_you_mean
+                from .diagnostics import suggest
 
-                raise UsageError(f"--force: no rule named `{name}`",
-                                 help=did_you_mean(name, project.graph.rules))
+                raise UsageError("force-unknown", name=name, best=suggest(name, project.graph.rules))
         forced = {project.graph.producer.get(n, n) for n in force}
         from .executor import build
 
@@ -281,7 +288,6 @@ def _check(project, file: str, reporter, as_json: bool) -> int:
 
     # Always a fresh parse, so the warnings are shown even when the cache is valid.
     from . import graph as graph_mod
-    from .errors import DatafileError
 
     try:
         model = load(project.path, project.display)
@@ -305,7 +311,8 @@ def _diag_json(errors, warnings) -> dict:
     def one(d):
         sp = d.span
         return {"file": sp.file if sp else None, "line": sp.line if sp else None,
-                "col": sp.col if sp else None, "message": d.message, "help": d.help}
+                "col": sp.col if sp else None, "message": d.message, "help": d.help,
+                "code": d.code}
 
     return {"errors": [one(d) for d in errors], "warnings": [one(d) for d in warnings]}
 
@@ -329,15 +336,13 @@ def _list(project, reporter, as_json: bool) -> int:
 
 
 def _versioned(project, name: str):
-    from .diagnostics import did_you_mean
+    from .diagnostics import suggest
 
     info = project.graph.datasets.get(name)
     if info is None:
-        raise UsageError(f"no dataset named `{name}`",
-                         help=did_you_mean(name, project.graph.datasets))
+        raise UsageError("history-unknown", name=name, best=suggest(name, project.graph.datasets))
     if not info.versioned:
-        raise UsageError(f"`{name}` is not versioned",
-                         help=f"declare it `dataset {name} = \"...\" versioned`")
+        raise UsageError("not-versioned", name=name)
     return project.catalog.versions(name)
 
 
@@ -368,18 +373,17 @@ def _diff(project, name: str, args: list[str], reporter, as_json: bool) -> int:
 
     versions = _versioned(project, name)
     if len(args) > 2:
-        raise UsageError("--diff takes a dataset and at most two versions")
+        raise UsageError("diff-args")
     specs = (args + ["previous", "latest"][len(args):]) if len(args) < 2 else args
     if len(args) == 1:
         specs = [args[0], "latest"]
     try:
         a, b = resolve(versions, specs[0]), resolve(versions, specs[1])
     except VersionError as e:
-        raise UsageError(f"`{name}`: {e}", help=f"`datamake --history {name}` lists its versions") from None
+        raise UsageError(e.code, what=f"`{name}`", **{**e.fields, "name": name}) from None
     fmt = project.catalog.location(name).format
     if fmt not in ("html", "json"):
-        raise UsageError(f"`{name}` is {fmt}: --diff compares the metrics of a report (html) "
-                         f"or of a json dataset")
+        raise UsageError("diff-format", name=name, format=fmt)
     cat = project.catalog
     table = diff(metrics_of(cat.read_version(name, a.url), fmt),
                  metrics_of(cat.read_version(name, b.url), fmt))
@@ -406,7 +410,7 @@ def _gc(project, size_text: str, reporter, as_json: bool) -> int:
     try:
         size = parse_size(size_text) if size_text else limit()
     except ValueError:
-        raise UsageError(f"--gc: `{size_text}` is not a size", help="write e.g. `--gc 5G`, `--gc 500M`") from None
+        raise UsageError("gc-size", size=size_text) from None
     state = project.state
     state.lock(reporter.waiting_for_lock)
     try:
@@ -471,8 +475,7 @@ def _ui(file: str, overrides: dict[str, Any], raw: list[str], reporter, port: in
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        raise UsageError('--ui needs the page\'s web server: pip install "datamake[ui]"') from None
-    from .errors import DatafileError
+        raise UsageError("ui-missing") from None
     from .project import Project
     from .ui.server import ListenError, serve
     from .ui.source import LocalSource
@@ -488,5 +491,4 @@ def _ui(file: str, overrides: dict[str, Any], raw: list[str], reporter, port: in
     try:
         return serve(source, port, lambda text: reporter.print(f"datamake: {text}"), wait)
     except ListenError as e:
-        raise UsageError(str(e), help="choose another port with --port N, or leave it out "
-                                      "for a free one") from None
+        raise UsageError("port-unavailable", port=e.port, reason=e.reason) from None

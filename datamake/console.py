@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .diagnostics import render_all
-from .errors import DatafileError, Diagnostic
+from .errors import DatamakeError, Diagnostic
 
 if TYPE_CHECKING:
     from .outcomes import BuildResult, Reason
@@ -45,9 +45,10 @@ class Reporter:
         self.err.flush()
 
     def error(self, exc: BaseException) -> None:
-        if isinstance(exc, DatafileError):
-            self.diagnostics(exc.diagnostics)
-            n = sum(1 for d in exc.diagnostics if d.severity == "error")
+        if isinstance(exc, DatamakeError):
+            diags = exc.to_diagnostics()
+            self.diagnostics(diags)
+            n = sum(1 for d in diags if d.severity == "error")
             if n > 1:
                 self.err.write(f"datamake: {n} errors\n")
             return

@@ -34,6 +34,17 @@ class FormatError(Exception):
     """A value does not fit its dataset's format, or stored bytes cannot be read."""
 
 
+class PluginError(FormatError):
+    """A format plugin failed to load (told as `format-plugin-broken`)."""
+
+    def __init__(self, plugin: str, reason: str):
+        from .messages import text
+
+        super().__init__(text("format-plugin-broken", plugin=plugin, reason=reason)[0])
+        self.plugin = plugin
+        self.reason = reason
+
+
 def _accepted(fn: Callable, options: dict[str, Any]) -> dict[str, Any]:
     """The options `fn` accepts (so one option list can serve a reader and a writer)."""
     params = _parameters(fn)
@@ -285,7 +296,7 @@ def _plugins() -> dict[str, Any]:
         try:
             obj = ep.load()
         except Exception as e:  # a broken plugin must not break other formats
-            raise FormatError(f"format plugin `{ep.name}` failed to load: {e}") from None
+            raise PluginError(ep.name, str(e)) from None
         found[ep.name] = obj() if isinstance(obj, type) else obj
     return found
 

@@ -172,34 +172,31 @@ _MODULE_NAMES = frozenset({"__name__", "__file__", "__doc__", "__builtins__", "_
 
 class _Checker:
     def __init__(self, df: "model.Datafile"):
-        from .diagnostics import did_you_mean
+        from .diagnostics import suggest
 
-        self.did_you_mean = did_you_mean
+        self.suggest = suggest
         self.df = df
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
         self.g = Graph()
         self.defined: dict[str, tuple[str, Span]] = {}  # name -> (kind, span)
 
-    def err(self, message: str, span: Span | None, help: str | None = None,
-            notes: tuple[str, ...] = ()) -> None:
-        self.errors.append(Diagnostic("error", message, span, help, notes))
+    def err(self, code: str, span: Span | None, **fields) -> None:
+        self.errors.append(Diagnostic.of(code, span, **fields))
+
+    def warn(self, code: str, span: Span | None, **fields) -> None:
+        self.warnings.append(Diagnostic.of(code, span, **fields))
 
     def define(self, name: str, kind: str, span: Span) -> bool:
         prev = self.defined.get(name)
         if prev is not None:
             pkind, pspan = prev
             if kind == "output" and pkind == "output":
-                self.err(f"two rules write `{name}`", span,
-                         help="each output has exactly one rule; rename one of them",
-                         notes=(f"`{name}` is also written by the rule at {pspan}",))
+                self.err("two-rules-write", span, name=name, other=pspan)
             elif kind == "dataset" and pkind == "output" or kind == "output" and pkind == "dataset":
                 return True  # a rule writing a declared dataset: the normal case
             else:
-                self.err(f"`{name}` is defined twice", span,
-                         help="every parameter, dataset and output has one name in one "
-                              "namespace; rename one of them",
-                         notes=(f"first defined as a {pkind} at {pspan}",))
+                self.err("defined-twice", span, name=name, kind=pkind, other=pspan)
             return False
         self.defined[name] = (kind, span)
         return True
@@ -221,13 +218,10 @@ class _Checker:
             for o in r.outputs if r.recipe is not None else ():
                 prev = self.defined.get(o.name)
                 if prev and prev[0] == "param":
-                    self.err(f"`{o.name}` is a parameter; a rule cannot write it", o.span,
-                             help="give the rule's output another name")
+                    self.err("rule-writes-param", o.span, name=o.name)
                     continue
                 if prev and prev[0] == "alias":
-                    self.err(f"two rules write `{o.name}`", o.span,
-                             help="each output has exactly one rule; rename one of them",
-                             notes=(f"`{o.name}` is also a rule at {prev[1]}",))
+                    self.err("rule-writes-alias", o.span, name=o.name, other=prev[1])
                     continue
                 if prev and prev[0] == "output":
                     self.define(o.name, "output", o.span)
@@ -235,8 +229,7 @@ class _Checker:
                 self.defined[o.name] = ("output", o.span)
                 g.producer[o.name] = r.name
             if r.recipe is None and len(r.outputs) > 1:
-                self.err("a rule without a recipe has one name", r.outputs[1].span,
-                         help="an alias (a rule with no recipe) is written `NAME: INPUTS`")
+                self.err("alias-names", r.outputs[1].span)
             rule_by_name.setdefault(r.name, (i, r))
         names = set(self.defined)
         from .pysource import block_defines  # parsing only: a no-op build never needs it
@@ -248,17 +241,14 @@ class _Checker:
         for d in df.datasets:
             if d.format and d.format not in _FORMATS:
                 self.check_format(d)
-            problem = locations.problem(d.location)
+            problem = locations.problem_of(d.location)
             if problem is not None:
-                self.err(problem[0], d.location_span, help=problem[1])
+                self.err(problem[0], d.location_span, **problem[1])
             if d.name in declared and declared[d.name] is d:
                 g.datasets[d.name] = DatasetInfo(d.name, d.location, d.format, d.options,
                                                  d.versioned, True, locations.placeholders(d.location))
                 if d.versioned and g.datasets[d.name].placeholders:
-                    self.err(f"`{d.name}` is partitioned and versioned; only whole datasets "
-                             f"keep versions", d.span,
-                             help="drop `versioned`: each partition already records what it "
-                                  "was built from")
+                    self.err("versioned-partitioned", d.span, name=d.name)
         for i, r in enumerate(df.rules):
             if r.recipe is None:
                 continue
@@ -282,15 +272,14 @@ class _Checker:
             ins, locs, keys, vers, params, plocs = [], [], [], [], [], []
             for inp in r.inputs:
                 if inp.name not in names:
-                    self.err(f"unknown name `{inp.name}`", inp.span,
-                             help=self.did_you_mean(inp.name, names)
-                             or "declare it with `dataset`, `param`, or a rule that writes it")
+                    self.err("unknown-name", inp.span, name=inp.name,
+                             best=self.suggest(inp.name, names))
                     continue
                 kind = self.defined[inp.name][0]
                 if kind == "param":
                     if inp.key or inp.version:
-                        self.err(f"`{inp.name}` is a parameter; it has no "
-                                 f"{'partitions' if inp.key else 'versions'}", inp.span)
+                        self.err("param-has-no-partitions" if inp.key else
+                                 "param-has-no-versions", inp.span, name=inp.name)
                     params.append(inp.name)
                     plocs.append(inp.local)
                 else:
@@ -354,9 +343,7 @@ class _Checker:
             used.update(o.name for o in r.outputs)
         for d in df.datasets:
             if d.name not in used:
-                self.warnings.append(Diagnostic(
-                    "warning", f"dataset `{d.name}` is neither read nor written by any rule",
-                    d.span, help="remove it, or use it as a rule's input or output"))
+                self.warn("unused-dataset", d.span, name=d.name)
         self.warnings.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
         return g, self.warnings
 
@@ -377,13 +364,11 @@ class _Checker:
                 if u.chain in allowed:
                     continue
                 if u.chain in names:
-                    self.err(f"the recipe of `{r.name}` uses `{u.chain}`, which is not one "
-                             f"of its inputs", u.span,
-                             help=f"add `{u.chain}` to the inputs: `{_header(r, u.chain)}`")
+                    self.err("not-an-input", u.span, rule=r.name, name=u.chain,
+                             header=_header(r, u.chain))
                 else:
-                    self.err(f"unknown name `{{{u.chain}}}` in a shell recipe", u.span,
-                             help=self.did_you_mean(u.chain, allowed)
-                             or "write `{{` and `}}` for literal braces")
+                    self.err("unknown-shell-name", u.span, name=u.chain,
+                             best=self.suggest(u.chain, allowed))
         else:
             extra = {"done"} if recipe.generator else set()
             for u in recipe.uses:
@@ -397,45 +382,32 @@ class _Checker:
                 if root in outs:
                     if self.is_path(root):
                         continue
-                    self.err(f"the recipe of `{r.name}` reads its own output `{root}`", span,
-                             help="a recipe returns its outputs' values; only `as path` "
-                                  "outputs are bound in the recipe (to the path to write)")
+                    self.err("reads-own-output", span, rule=r.name, name=root)
                 elif root in names and self.defined[r.ns + root][0] != "alias":
                     if root in _BUILTINS:
-                        self.warnings.append(Diagnostic(
-                            "warning", f"`{root}` in the recipe of `{r.name}` is Python's "
-                            f"builtin, not the pipeline's `{root}`", span,
-                            help=f"add `{root}` to the inputs to use the pipeline's, or rename "
-                                 f"it to avoid the confusion"))
+                        self.warn("builtin-shadows", span, name=root, rule=r.name)
                         continue
-                    self.err(f"the recipe of `{r.name}` uses `{root}`, which is not one of "
-                             f"its inputs", span,
-                             help=f"add `{root}` to the inputs: `{_header(r, root)}`")
+                    self.err("not-an-input", span, rule=r.name, name=root,
+                             header=_header(r, root))
                 elif root in _BUILTINS or root in _MODULE_NAMES:
                     continue  # `all` is Python's, even beside an alias named `all`
                 elif root in names:
-                    self.err(f"the recipe of `{r.name}` uses `{root}`, a rule without a "
-                             f"recipe, which has no value", span,
-                             help=f"list the names `{root}` stands for as inputs of `{r.name}`")
+                    self.err("uses-alias", span, rule=r.name, name=root)
                 elif py_defs is not None:
                     # Neither an input, nor the `python:` blocks' own, nor a builtin: the
                     # recipe would fail with a NameError when it runs.
-                    self.err(f"the recipe of `{r.name}` uses `{root}`, which is defined nowhere",
-                             span, help=self.did_you_mean(root, bound | keys | extra | py_defs)
-                             or f"list it as an input of `{r.name}`, define or import it in a "
-                                f"`python:` block, or import it in the recipe")
+                    self.err("defined-nowhere", span, rule=r.name, name=root,
+                             best=self.suggest(root, bound | keys | extra | py_defs))
         locals_seen: dict[str, "model.Input"] = {}
         for inp in r.inputs:
             prev = locals_seen.get(inp.local)
             if prev is not None and prev.name != inp.name:
-                self.err(f"two inputs of `{r.name}` are both called `{inp.local}` in the recipe",
-                         inp.span, help=f"rename one with `as`, e.g. `{inp.name} as other`")
+                self.err("same-local-name", inp.span, rule=r.name, local=inp.local,
+                         name=inp.name)
             locals_seen[inp.local] = inp
         for inp in r.inputs:
             if inp.local not in used_roots and inp.name in names:
-                self.warnings.append(Diagnostic(
-                    "warning", f"the recipe of `{r.name}` never uses its input `{inp.local}`",
-                    inp.span, help="remove it from the inputs, or use it in the recipe"))
+                self.warn("unused-input", inp.span, rule=r.name, local=inp.local)
 
     def check_format(self, d: "model.Dataset") -> None:
         """A format that neither datamake nor an installed plugin knows."""
@@ -443,13 +415,12 @@ class _Checker:
 
         try:
             known = formats.known()
-        except formats.FormatError as e:  # a broken plugin: say so where it is used
-            self.err(str(e), d.format_span)
+        except formats.PluginError as e:  # a broken plugin: say so where it is used
+            self.err("format-plugin-broken", d.format_span, plugin=e.plugin, reason=e.reason)
             return
         if d.format not in known:
-            self.err(f"unknown format `{d.format}`", d.format_span,
-                     help=self.did_you_mean(d.format, known)
-                     or "known formats: " + ", ".join(known))
+            self.err("unknown-format", d.format_span, format=d.format,
+                     best=self.suggest(d.format, known), known=", ".join(known))
 
     def check_partitions(self, r: "model.Rule") -> None:
         """Pattern rules map partitions one to one; a yielding recipe writes one
@@ -459,17 +430,13 @@ class _Checker:
         assert recipe is not None
         key = r.outputs[0].key
         if len({o.key for o in r.outputs}) > 1:
-            self.err("the outputs of a pattern rule share one key", r.outputs[0].span,
-                     help="write every output as `name[key]` with the same key")
+            self.err("pattern-keys-differ", r.outputs[0].span)
             return
         if key and recipe.generator:
-            self.err(f"a pattern rule's recipe returns one partition; `{r.name}` yields",
-                     recipe.span, help="yield `(key, value)` pairs from a plain rule "
-                                       "(`out: inputs`), or return the value here")
+            self.err("pattern-yields", recipe.span, rule=r.name)
             return
         if recipe.generator and len(r.outputs) != 1:
-            self.err("a recipe that yields writes exactly one partitioned output",
-                     r.outputs[1].span, help="split the rule in two")
+            self.err("yield-outputs", r.outputs[1].span)
             return
         for o in r.outputs:
             ds = g.datasets.get(o.name)
@@ -477,50 +444,35 @@ class _Checker:
                 continue
             parted = bool(ds.placeholders)
             if (key or recipe.generator) and not parted:
-                self.err(f"`{o.name}` is not partitioned, but its rule writes partitions",
-                         o.span, help=f"give its location a `{{{key or 'key'}}}` placeholder, "
-                                      f"e.g. `\"data/{o.name}/{{{key or 'key'}}}.csv\"`")
+                self.err("output-not-partitioned", o.span, name=o.name, key=key or "key")
             elif parted and not (key or recipe.generator):
-                self.err(f"`{o.name}` is partitioned (its location has "
-                         f"`{{{ds.placeholders[0]}}}`), but its rule writes it whole", o.span,
-                         help=f"write a pattern rule `{o.name}[key]: input[key] ...`, or a "
-                              f"recipe that yields `(key, value)` pairs")
+                self.err("output-written-whole", o.span, name=o.name,
+                         placeholder=ds.placeholders[0])
         for i in r.inputs:
             if i.version is None:
                 continue
             ds = g.datasets.get(i.name)
             if ds is None or not ds.versioned:
-                self.err(f"`{i.name}@{i.version}` pins a version, but `{i.name}` is not "
-                         f"versioned", i.span,
-                         help=f"declare it `dataset {i.name} = \"...\" versioned`")
+                self.err("version-not-versioned", i.span, name=i.name, version=i.version)
             elif ds.placeholders:
-                self.err(f"`{i.name}` is partitioned: its versions cannot be pinned", i.span)
+                self.err("version-partitioned", i.span, name=i.name)
         keyed = [i for i in r.inputs if i.key]
         for i in keyed:
             if not key:
-                self.err(f"`{i.name}[{i.key}]` picks one partition, but `{r.name}` is not a "
-                         f"pattern rule", i.span,
-                         help=f"write the outputs as `{r.name}[{i.key}]`, or use `{i.name}` whole")
+                self.err("key-outside-pattern", i.span, name=i.name, key=i.key, rule=r.name)
                 continue
             if i.key != key:
-                self.err(f"partition key `{i.key}` differs from the rule's key `{key}`", i.span,
-                         help=f"write `{i.name}[{key}]`")
+                self.err("key-differs", i.span, key=i.key, rule_key=key, name=i.name)
                 continue
             ds = g.datasets.get(i.name)
             if ds is not None and not ds.placeholders:
-                self.err(f"`{i.name}` is not partitioned: it has no `[{i.key}]`", i.span,
-                         help=f"give its location a placeholder, e.g. `\"data/{i.name}/{{{key}}}.csv\"`")
+                self.err("key-not-partitioned", i.span, name=i.name, key=i.key, rule_key=key)
         counts = {len(g.datasets[n].placeholders) for n in
                   [o.name for o in r.outputs] + [i.name for i in keyed] if n in g.datasets}
         if key and len(counts) > 1:
-            self.err(f"the partitioned datasets of `{r.name}` have different numbers of "
-                     f"placeholders", r.outputs[0].span,
-                     help="a pattern rule maps partitions one to one: give its inputs and "
-                          "outputs the same placeholders")
+            self.err("placeholder-counts", r.outputs[0].span, rule=r.name)
         if key and not keyed:
-            self.err(f"pattern rule `{r.name}[{key}]` has no input `name[{key}]` to take its "
-                     f"partitions from", r.outputs[0].span,
-                     help=f"add a partitioned input, e.g. `{r.name}[{key}]: source[{key}]`")
+            self.err("pattern-without-input", r.outputs[0].span, rule=r.name, key=key)
 
     def is_path(self, name: str) -> bool:
         """Whether dataset `name` is stored as a path the recipe writes itself."""
@@ -559,9 +511,7 @@ class _Checker:
                         continue
                     if color.get(nxt) == 1:
                         loop = path[path.index(nxt):] + [nxt]
-                        self.err("cycle: " + " -> ".join(f"`{n}`" for n in loop), span,
-                                 help="a rule cannot depend, directly or not, on its own "
-                                      "output; break the loop")
+                        self.err("cycle", span, loop=" -> ".join(f"`{n}`" for n in loop))
                         continue
                     if not color.get(nxt):
                         color[nxt] = 1

@@ -22,27 +22,21 @@ def parse_file(path: str | os.PathLike, display: str | None = None) -> model.Dat
     try:
         data = read_regular(path, MAX_DATAFILE_BYTES)
     except FileNotFoundError:
-        raise error(f"no Datafile at `{display}`",
-                    help="create one, or name it with `-f FILE`") from None
+        raise error("no-datafile", path=display) from None
     except NotRegularError:
-        raise error(f"`{display}` is not a regular file",
-                    help="a Datafile is a text file") from None
+        raise error("datafile-not-regular", path=display) from None
     except TooBigError:
-        raise error(f"`{display}` is larger than {MAX_DATAFILE_BYTES // 1_000_000} MB",
-                    help="a Datafile this big is not written by hand: generate fewer, "
-                         "bigger rules (a pattern rule covers many partitions)") from None
+        raise error("datafile-too-big", path=display, mb=MAX_DATAFILE_BYTES // 1_000_000) from None
     except OSError as e:
-        raise error(f"cannot read `{display}`: {e.strerror or e}",
-                    help="check the file's permissions") from None
+        raise error("datafile-unreadable", path=display, reason=e.strerror or e) from None
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is dropped
     except UnicodeDecodeError as e:
         start = data.rfind(b"\n", 0, e.start) + 1
         line = data.count(b"\n", 0, start) + 1
         col = len(data[start:e.start].decode("utf-8")) + 1
-        raise error(f"`{display}` is not UTF-8 text: byte 0x{data[e.start]:02x} ({e.reason})",
-                    Span(display, line, col, line, col + 1),
-                    help="a Datafile is UTF-8 text: save it as UTF-8") from None
+        raise error("datafile-not-utf8", Span(display, line, col, line, col + 1),
+                    path=display, byte=data[e.start], reason=e.reason) from None
     return parse_text(text, display, base=Path(path).resolve().parent)
 
 
@@ -75,15 +69,12 @@ def _load(path: Path, display: str, chain: tuple[Path, ...]) -> model.Datafile:
         target = (path.parent / inc.path).resolve()
         if target in chain:
             loop = " -> ".join(f"`{_display(p)}`" for p in chain[chain.index(target):] + (target,))
-            raise error(f"include cycle: {loop}", inc.span,
-                        help="a Datafile cannot include itself, directly or not")
+            raise error("include-cycle", inc.span, loop=loop)
         if not target.is_file():
-            raise error(f"no Datafile at `{inc.path}` to include", inc.span,
-                        help="the path is relative to the including Datafile's folder")
+            raise error("include-missing", inc.span, path=inc.path)
         child = _load(target, _display(target), chain + (target,))
         if child.cache is not None:
-            raise error("`cache` belongs in the top Datafile", child.cache[1],
-                        help="move it to the Datafile that includes this one")
+            raise error("cache-in-include", child.cache[1])
         scope = str(target)
         parts.append(_prefixed(child, inc.namespace, target.parent, path.parent, scope))
         scopes.append((scope, str(target.parent)))

@@ -17,7 +17,6 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_REF = re.compile(r"\$\{(?:[A-Za-z_][A-Za-z0-9_]*\})?")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _ONLY_PLACEHOLDERS = re.compile(r"(?:/|\./|(?<!\$)\{[A-Za-z_][A-Za-z0-9_]*\})+")
-_WHERE = 'a location is a file or folder of its own, e.g. `"data/01_raw/NAME.csv"`'
 
 
 def placeholders(location: str) -> tuple[str, ...]:
@@ -117,55 +116,62 @@ def pattern_regex(rest: str) -> str:
 # -- what a location may be ---------------------------------------------------------
 
 def problem(location: str) -> tuple[str, str] | None:
-    """Why a dataset's location cannot be used, as (message, hint), or None.
+    """Why a dataset's location cannot be used, as (message, hint), or None: the text of
+    `problem_of`'s kind."""
+    found = problem_of(location)
+    if found is None:
+        return None
+    from .messages import text
+
+    message, hint, _ = text(found[0], **found[1])
+    return message, hint or ""
+
+
+def problem_of(location: str) -> tuple[str, dict[str, str]] | None:
+    """Why a dataset's location cannot be used, as (a code of `messages.MESSAGES`, its
+    fields), or None.
 
     Checked on the location as written (before `${VAR}` is expanded) and again by the
     catalog on what the environment made of it: a location must name something of its
     own, never the project's folder, a folder above it, a filesystem's root or
     datamake's own `.datamake/`.
     """
+    at = {"location": location}
     if not location.strip():
-        return "an empty location", _WHERE
+        return "location-empty", at
     for m in _ENV_REF.finditer(location):
         if not m.group(0).endswith("}"):
-            return ("`${` starts no environment variable",
-                    "write `${NAME}` (a letter or `_`, then letters, digits or `_`)")
+            return "location-bad-variable", at
     scheme = _SCHEME.match(location)
     path = location
     if scheme:
         rest = location[scheme.end():]
         if scheme.group(1).lower() != "file":
             if not rest.strip("/") or _ONLY_PLACEHOLDERS.fullmatch("/" + rest):
-                what = (f"nothing but placeholders after `{scheme.group(0)}`"
-                        if rest.strip("/") else "no path")
-                return (f"`{location}` has {what}",
-                        f'name the object, e.g. `"{scheme.group(0)}bucket/data/NAME.csv"`')
+                return ("location-url-placeholders" if rest.strip("/") else "location-no-path",
+                        {**at, "scheme": scheme.group(0)})
             return _placeholder_problem(location)
         path = rest
     if path.startswith("~") and (len(path) == 1 or path[1] == "/"):
         path = path[1:] or "/"
         if not posixpath.normpath(path).strip("/"):
-            return f"`{location}` names a home folder, not a dataset", _WHERE
+            return "location-home", at
     norm = posixpath.normpath(path)
     if norm == "/" or norm == "//":
-        return f"`{location}` names the root of the filesystem, not a dataset", _WHERE
+        return "location-root", at
     if norm == ".":
-        return f"`{location}` names the Datafile's own folder, not a dataset", _WHERE
+        return "location-project", at
     if all(part == ".." for part in norm.split("/")):
-        return f"`{location}` names a folder above the Datafile, not a dataset", _WHERE
+        return "location-above", at
     if norm == ".datamake" or norm.startswith(".datamake/"):
-        return (f"`{location}` is inside `.datamake/`, datamake's own folder",
-                "choose a location outside it")
+        return "location-in-state", at
     if _ONLY_PLACEHOLDERS.fullmatch(path):
-        return (f"`{location}` has nothing but placeholders: its partitions would be every "
-                f"file in the folder", 'put the partitions in a folder of their own, e.g. '
-                                       '`"data/NAME/{key}.csv"`')
+        return "location-placeholders-only", at
     return _placeholder_problem(location)
 
 
-def _placeholder_problem(location: str) -> tuple[str, str] | None:
+def _placeholder_problem(location: str) -> tuple[str, dict[str, str]] | None:
     for m in PLACEHOLDER.finditer(location):
         if PLACEHOLDER.match(location, m.end()):
-            return (f"two placeholders side by side in `{location}` cannot be told apart",
-                    "put a separator between them, e.g. `{a}_{b}`")
+            return "location-adjacent-placeholders", {"location": location}
     return None

@@ -12,9 +12,6 @@ from .limits import (MAX_DEPTH, MAX_NAME, MAX_PARAMS_BYTES, NotRegularError, Too
                      read_regular, value_problem)
 
 
-_PLAIN = "a params file holds plain settings; keep data in datasets, which rules read"
-
-
 def _parse_failure(e: Exception) -> str:
     """A YAML, JSON or TOML parser's complaint on one line, with where it is."""
     problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
@@ -32,14 +29,11 @@ def read_params(pf: model.ParamsFile, base: Path) -> list[model.Param]:
     try:
         raw = read_regular(path, MAX_PARAMS_BYTES)
     except NotRegularError:
-        raise error(f"params file `{pf.path}` is not a regular file", pf.span,
-                    help="name a YAML, TOML or JSON file") from None
+        raise error("params-not-regular", pf.span, path=pf.path) from None
     except TooBigError:
-        raise error(f"params file `{pf.path}` is larger than {MAX_PARAMS_BYTES:,} bytes",
-                    pf.span, help=_PLAIN) from None
+        raise error("params-too-big", pf.span, path=pf.path, limit=MAX_PARAMS_BYTES) from None
     except OSError as e:
-        raise error(f"cannot read params file `{pf.path}`: {e.strerror or e}", pf.span,
-                    help="the path is relative to the Datafile's folder") from None
+        raise error("params-unreadable", pf.span, path=pf.path, reason=e.strerror or e) from None
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
@@ -55,31 +49,25 @@ def read_params(pf: model.ParamsFile, base: Path) -> list[model.Param]:
         elif suffix == ".json":
             data = json.loads(raw.decode("utf-8"))
         else:
-            raise error(f"params file `{pf.path}` is not YAML, TOML or JSON", pf.span,
-                        help="name it `.yaml`, `.yml`, `.toml` or `.json`")
+            raise error("params-unknown-type", pf.span, path=pf.path)
     except DatafileError:
         raise
     except (RecursionError, MemoryError):  # the parser's own limit on nesting
-        raise error(f"params file `{pf.path}` is nested more than {MAX_DEPTH} levels deep",
-                    pf.span, help=_PLAIN) from None
+        raise error("params-too-deep", pf.span, path=pf.path, depth=MAX_DEPTH) from None
     except Exception as e:  # each parser has its own error type
         kind = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")
-        raise error(f"params file `{pf.path}` cannot be parsed: {_parse_failure(e)}",
-                    pf.span, help=f"it is read as {kind}, from its extension") from None
+        raise error("params-unparsable", pf.span, path=pf.path, reason=_parse_failure(e),
+                    kind=kind) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise error(f"params file `{pf.path}` must hold a mapping of names to values",
-                    pf.span)
+        raise error("params-not-mapping", pf.span, path=pf.path)
     problem = value_problem(data)
     if problem is not None:
-        raise error(f"params file `{pf.path}` {problem}", pf.span,
-                    help=_PLAIN)
+        raise error("params-too-big-value", pf.span, path=pf.path, problem=problem)
     out = []
     for k, v in data.items():
         if not isinstance(k, str) or not k.isidentifier() or len(k) > MAX_NAME:
-            raise error(f"params file `{pf.path}`: key `{k}` is not a valid name", pf.span,
-                        help=f"top-level keys become parameter names (Python identifiers "
-                             f"of at most {MAX_NAME} characters)")
+            raise error("params-bad-key", pf.span, path=pf.path, key=k, limit=MAX_NAME)
         out.append(model.Param(k, v, pf.span))
     return out

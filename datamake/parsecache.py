@@ -24,7 +24,7 @@ from .hashing import hash_file
 if TYPE_CHECKING:
     from .project import Project
 
-CACHE_FORMAT = 4  # 4: source digests are BLAKE3
+CACHE_FORMAT = 5  # 4: source digests are BLAKE3; 5: diagnostics carry codes
 GRAPH_CACHE = "graph.pickle"
 MODEL_CACHE = "model.pickle"
 RECIPES_CACHE = "recipes.pickle"

@@ -22,7 +22,7 @@ from .hashing import hash_text
 from .limits import MAX_DEPTH, MAX_NAME, value_problem
 from .params_files import read_params
 from .pysource import TooDeep, fast_dump, first_non_literal, nested_too_deep, parse_at, scan_recipe
-from .syntax_errors import (SPLIT, check_tabs, deepest_line, python_syntax_error, syntax_diagnostic,
+from .syntax_errors import (check_tabs, deepest_line, python_syntax_error, syntax_diagnostic,
                             too_deep)
 
 
@@ -62,8 +62,7 @@ def parse_text(text: str, path: str = "Datafile", base: Path | None = None) -> m
     if nul >= 0:
         line = text.count("\n", 0, nul) + 1
         col = nul - text.rfind("\n", 0, nul)
-        raise error("a NUL character in the Datafile", Span(path, line, col, line, col + 1),
-                    help="a Datafile is text; is this a binary file?")
+        raise error("nul-character", Span(path, line, col, line, col + 1))
     check_tabs(text, path)
     base = base or Path.cwd()
     if text.count("\n") >= halves.PARALLEL_LINES and halves.may_fork():
@@ -115,9 +114,7 @@ class _Builder:
     def name(self, tok) -> str:
         """A name token's text. Raises DatafileError for a name too long to be a file's."""
         if len(tok) > MAX_NAME:
-            raise error(f"a name of {len(tok)} characters (at most {MAX_NAME})", self.span(tok),
-                        help="a name becomes a file name (`.datamake/data/NAME.pkl`): "
-                             "choose a shorter one")
+            raise error("name-too-long", self.span(tok), length=len(tok), limit=MAX_NAME)
         return str(tok)
 
     def build(self, tree) -> model.Datafile:
@@ -147,8 +144,7 @@ class _Builder:
                 elif kind == "cache":
                     tok = st.children[0]
                     if cache is not None:
-                        raise error("a second `cache` line", self.span(tok),
-                                    help="a Datafile names at most one shared cache")
+                        raise error("cache-twice", self.span(tok))
                     cache = (self.string(tok), self.span(tok))
                 elif kind == "python":
                     python.append(self.python(st.children[0]))
@@ -175,15 +171,15 @@ class _Builder:
         except (SyntaxError, ValueError) as e:  # `"\N{nope}"`, `"\x"`
             why = re.sub(r"^\(unicode error\) '\w+' codec can't decode bytes in position "
                          r"[\d-]+: ", "", str(e.msg if isinstance(e, SyntaxError) else e))
-            raise error(f"invalid escape in a quoted string: {why}", self.span(tok),
-                        help="write a backslash as `\\\\` (or `/` in a path)") from None
+            raise error("bad-escape", self.span(tok), reason=why) from None
 
     def param(self, st) -> model.Param:
         name_tok, expr_tok = st.children
-        value = self.literal(expr_tok, f"parameter `{name_tok}`")
+        value = self.literal(expr_tok, str(name_tok))
         return model.Param(self.name(name_tok), value, self.span(name_tok))
 
-    def literal(self, tok, what: str) -> Any:
+    def literal(self, tok, name: str) -> Any:
+        """The value of parameter `name`, a Python literal. Raises DatafileError."""
         raw = str(tok)
         lead = len(raw) - len(raw.lstrip())
         src = raw.lstrip()
@@ -199,27 +195,23 @@ class _Builder:
         try:
             node = ast.parse(src, self.path, mode="eval")
         except SyntaxError as e:
-            raise error(f"invalid value for {what}: {e.msg}", at(e.lineno or 1, e.offset or 1,
+            raise error("param-syntax", at(e.lineno or 1, e.offset or 1,
                         e.end_offset if e.end_lineno == e.lineno else None),
-                        help="a parameter's value is a Python literal; continuation lines "
-                             "are indented") from None
+                        name=name, reason=e.msg) from None
         except (RecursionError, MemoryError):  # Python's parser gave up on its depth
-            raise too_deep(f"the value of {what}", at(1, 1, len(src.split("\n", 1)[0]) + 1),
-                            "a parameter's value is a Python literal; compute anything "
-                            "deeper in a rule") from None
+            raise too_deep("param-too-deep", at(1, 1, len(src.split("\n", 1)[0]) + 1),
+                           name=name) from None
         try:
             value = ast.literal_eval(node)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             bad = first_non_literal(node.body)
             sp = at(bad.lineno, bad.col_offset + 1,
                     bad.end_col_offset + 1 if bad.end_lineno == bad.lineno else None)
-            raise error(f"the value of {what} is not a Python literal", sp,
-                        help="use numbers, strings, lists, dicts, tuples, booleans or None; "
-                             "compute anything else in a rule") from None
+            raise error("param-not-literal", sp, name=name) from None
         problem = value_problem(value)
         if problem is not None:
-            raise error(f"the value of {what} {problem}", at(1, 1, len(src.split("\n", 1)[0]) + 1),
-                        help="a parameter holds settings; compute anything bigger in a rule")
+            raise error("param-too-big", at(1, 1, len(src.split("\n", 1)[0]) + 1), name=name,
+                        problem=problem)
         return value
 
     # -- datasets ---------------------------------------------------------------------
@@ -250,29 +242,24 @@ class _Builder:
         try:
             call = ast.parse(src, self.path, mode="eval").body
         except SyntaxError as e:
-            raise error(f"invalid format options: {e.msg}",
-                        Span(self.path, tok.line, col - 1 + (e.offset or 1) - 1,
-                             tok.line, col + (e.offset or 1) - 1),
-                        help="options are written `(KEY=VALUE, ...)`") from None
+            raise error("option-syntax", Span(self.path, tok.line, col - 1 + (e.offset or 1) - 1,
+                                              tok.line, col + (e.offset or 1) - 1),
+                        reason=e.msg) from None
         except (RecursionError, MemoryError):
-            raise too_deep("a format option", self.span(tok),
-                            "options are written `(KEY=VALUE, ...)` with literal values") from None
+            raise too_deep("option-too-deep", self.span(tok)) from None
         if call.args:
-            raise error("format options must be named", sp(call.args[0]),
-                        help="write `KEY=VALUE`, e.g. `as csv(sep=\";\")`")
+            raise error("option-positional", sp(call.args[0]))
         out = []
         for kw in call.keywords:
             if kw.arg is None:
-                raise error("format options must be named", sp(kw.value))
+                raise error("option-unpacked", sp(kw.value))
             try:
                 value = ast.literal_eval(kw.value)
             except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
-                raise error(f"the value of option `{kw.arg}` is not a Python literal",
-                            sp(kw.value)) from None
+                raise error("option-not-literal", sp(kw.value), option=kw.arg) from None
             problem = value_problem(value)
             if problem is not None:
-                raise error(f"the value of option `{kw.arg}` {problem}", sp(kw.value),
-                            help="options are written `(KEY=VALUE, ...)` with literal values")
+                raise error("option-too-big", sp(kw.value), option=kw.arg, problem=problem)
             out.append((kw.arg, value))
         return tuple(out)
 
@@ -285,14 +272,13 @@ class _Builder:
         try:
             tree = parse_at("if True:\n" + text + "\n", tok.line - 1, self.path)
         except SyntaxError as e:
-            raise python_syntax_error(e, self.path, "in the `python:` block") from None
+            raise python_syntax_error(e, self.path, "the `python:` block") from None
         except (RecursionError, MemoryError):  # Python's parser gave up on its depth
-            raise too_deep("the `python:` block", self.located(deepest_line(text, tok.line)),
-                            "split the expression into several statements") from None
+            raise too_deep("python-block-too-deep",
+                           self.located(deepest_line(text, tok.line))) from None
         deep = nested_too_deep(tree, MAX_DEPTH + 1)  # one level more: `if True:`
         if deep is not None:
-            raise too_deep("the `python:` block", self.node_span(deep),
-                            "split the expression into several statements")
+            raise too_deep("python-block-too-deep", self.node_span(deep))
         return model.PythonBlock(text, tok.line, span)
 
     def rule(self, st) -> model.Rule:
@@ -360,10 +346,7 @@ class _Builder:
             if not all(shell):
                 n, ln = code_lines[shell.index(False)] if shell[0] else code_lines[shell.index(True)]
                 c = len(ln) - len(ln.lstrip()) + 1
-                raise error("a recipe mixes shell lines (`$ ...`) and Python lines",
-                            Span(self.path, n, c, n, len(ln) + 1),
-                            help="start every line of a shell recipe with `$ `, or write the "
-                                 "whole recipe in Python")
+                raise error("mixed-recipe", Span(self.path, n, c, n, len(ln) + 1))
             return self.shell_recipe(text, tok.line, first, code_lines)
         return self.python_recipe(text, tok.line, first, outputs, inputs)
 
@@ -395,20 +378,21 @@ class _Builder:
             except (SyntaxError, _Misplaced, TooDeep, RecursionError, MemoryError):
                 del said[:]
                 for p in pending:
-                    what = f"the recipe of `{p.outputs[0].name}`"
+                    rule = p.outputs[0].name
                     try:
                         self._compile([p])
                     except (SyntaxError, _Misplaced) as e:
                         if isinstance(e, _Misplaced):  # not seen: a recipe alone is one def
                             e = SyntaxError("invalid syntax", (self.path, p.first, 1, None))
                         self.errors.extend(python_syntax_error(
-                            e, self.path, f"in {what}").diagnostics)
+                            e, self.path, f"the recipe of `{rule}`").diagnostics)
                     except TooDeep as e:
-                        self.errors.extend(too_deep(what, self.node_span(e.node), SPLIT)
-                                           .diagnostics)
+                        self.errors.extend(too_deep("recipe-too-deep", self.node_span(e.node),
+                                                    rule=rule).diagnostics)
                     except (RecursionError, MemoryError):  # Python's parser gave up
                         self.errors.extend(too_deep(
-                            what, self.located(deepest_line(p.text, p.line)), SPLIT).diagnostics)
+                            "recipe-too-deep", self.located(deepest_line(p.text, p.line)),
+                            rule=rule).diagnostics)
         for w in said:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import graph as graph_mod, parsecache
 from .catalog import Catalog
-from .diagnostics import did_you_mean
+from .diagnostics import suggest
 from .errors import CatalogError, Diagnostic, UsageError
 from .state import STATE_DIR, State
 from .steps import split_step
@@ -25,8 +25,7 @@ def find_datafile(start: str | os.PathLike | None = None) -> Path:
     for d in (here, *here.parents):
         if (d / "Datafile").is_file():
             return d / "Datafile"
-    raise UsageError(f"no Datafile in `{here}` or any folder above it",
-                     help="pass the path: datamake.Project(\"path/to/Datafile\")")
+    raise UsageError("no-datafile-above", folder=here)
 
 
 class Project:
@@ -57,8 +56,7 @@ class Project:
         self.params = dict(self.graph.params)
         for k, v in (params or {}).items():
             if k not in self.params:
-                raise UsageError(f"unknown parameter `{k}`",
-                                 help=did_you_mean(k, self.params) or "declare it with `param`")
+                raise UsageError("unknown-param", name=k, best=suggest(k, self.params))
             self.params[k] = v
         self.catalog = Catalog(self.root, self.graph.datasets, env, self.graph.locations)
         self._state: State | None = None
@@ -134,12 +132,12 @@ class Project:
         """
         kind = self.graph.kind_of(name)
         if kind is None:
-            raise UsageError(f"unknown name `{name}`",
-                             help=did_you_mean(name, list(self.graph.datasets) + list(self.params)))
+            raise UsageError("load-unknown", name=name,
+                             best=suggest(name, list(self.graph.datasets) + list(self.params)))
         if kind == "param":
             return self.params[name]
         if kind == "alias":
-            raise UsageError(f"`{name}` is an alias (a rule with no recipe); it has no value")
+            raise UsageError("load-alias", name=name)
         if self.catalog.is_partitioned(name):
             from .catalog import PartitionMap
 
@@ -149,8 +147,7 @@ class Project:
             return self.catalog.load(name)
         except CatalogError:
             if kind == "output" and not self.catalog.exists(name):
-                raise CatalogError(f"`{name}` has not been built yet",
-                                   help=f"build it first: `datamake {name}`") from None
+                raise CatalogError.of("not-built", name=name) from None
             raise
         except (ModuleNotFoundError, AttributeError) as e:
             # A pickle of a class defined in a `python:` block needs that block run.
@@ -168,20 +165,18 @@ class Project:
             targets = [targets]
         if not targets:
             if self.graph.default is None:
-                raise UsageError("the Datafile has no rules, so there is nothing to build")
+                raise UsageError("no-rules")
             return [self.graph.default]
         g = self.graph
         for t in targets:
             name, key = split_step(t)
             kind = g.kind_of(name)
             if kind is None or key == "":
-                raise UsageError(f"no rule or dataset named `{t}`",
-                                 help=did_you_mean(name, list(g.producer) + list(g.aliases)
-                                                   + list(g.datasets))
-                                 or "`datamake --list` shows the targets")
+                raise UsageError("unknown-target", target=t,
+                                 best=suggest(name, list(g.producer) + list(g.aliases)
+                                              + list(g.datasets)))
             if kind == "param":
-                raise UsageError(f"`{name}` is a parameter, not something to build",
-                                 help=f"override it with `{name}=VALUE`")
+                raise UsageError("target-is-param", name=name)
             if key is not None:
                 self._check_partition_target(t, name, kind)
         return list(targets)
@@ -190,18 +185,11 @@ class Project:
         """`name[key]` names one partition of a pattern rule's output. Raises UsageError."""
         g = self.graph
         if kind == "dataset":
-            raise UsageError(f"`{target}`: no rule writes `{name}`",
-                             help="it is a source: datamake reads it and never builds it")
+            raise UsageError("key-target-source", target=target, name=name)
         if kind == "alias":
-            raise UsageError(f"`{target}`: `{name}` is an alias, not a partitioned output",
-                             help=f"build `{name}`, or one partition of what it names")
+            raise UsageError("key-target-alias", target=target, name=name)
         if g.rules[g.producer[name]].key is None:
             ds = g.datasets.get(name)
-            if ds is not None and ds.placeholders:
-                hint = (f"rule `{g.producer[name]}` writes all of `{name}` in one run "
-                        f"(it yields its partitions): build `{name}`")
-            else:
-                hint = ("one partition is built by itself when a pattern rule writes "
-                        "it (`name[key]: input[key]`)")
-            raise UsageError(f"`{target}`: `{name}` is not the output of a pattern rule",
-                             help=hint)
+            yields = ds is not None and ds.placeholders
+            raise UsageError("key-target-not-pattern", target=target, name=name,
+                             rule=g.producer[name] if yields else None)

@@ -268,8 +268,7 @@ class DaskRunner(Runner):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise UsageError("--executor dask needs dask.distributed",
-                             help='install it: pip install "datamake[dask]"') from None
+            raise UsageError("dask-missing") from None
         if address is None:
             import logging
 
@@ -283,7 +282,7 @@ class DaskRunner(Runner):
             try:
                 self.client = Client(address, timeout=10)
             except OSError as e:
-                raise UsageError(f"cannot reach the Dask scheduler at `{address}`: {e}") from None
+                raise UsageError("dask-unreachable", address=address, reason=e) from None
         self.size = max(1, sum(self.client.nthreads().values()))
         self._futures: dict[Any, Any] = {}
         self._queue = None
@@ -358,10 +357,6 @@ def runner_factory(project: "Project", rules: list[RuleNode], jobs: int,
             if local:
                 shown = ", ".join(f"`{n}` ({project.catalog.shown(project.catalog.location(n))})"
                                   for n in local[:5]) + (" ..." if len(local) > 5 else "")
-                raise UsageError(
-                    f"the Dask workers at `{address}` cannot see this machine's files: {shown}",
-                    help="put those datasets on storage the workers share (e.g. s3://...), "
-                         "or run with `--executor dask` (a local cluster)")
+                raise UsageError("dask-local-files", address=address, datasets=shown)
         return lambda: DaskRunner(f"tcp://{address}", jobs)
-    raise UsageError(f"unknown executor `{executor}`",
-                     help="use `local`, `dask` or `dask://HOST:PORT`")
+    raise UsageError("unknown-executor", executor=executor)

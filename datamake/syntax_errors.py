@@ -14,9 +14,7 @@ def check_tabs(text: str, path: str) -> None:
         indent = len(line) - len(line.lstrip(" \t"))
         if "\t" in line[:indent] and line.strip():
             col = line.index("\t") + 1
-            raise error("tab in indentation", Span(path, i, col, i, col + 1),
-                        help="indent with spaces: recipes are Python, and Python blocks "
-                             "in a Datafile are indented with spaces (not tabs as in Make)")
+            raise error("tab-indent", Span(path, i, col, i, col + 1))
 
 
 _TOKEN_NAMES = {
@@ -65,9 +63,7 @@ def _unclosed_param(lines: list[str], line: int, path: str) -> Diagnostic | None
     if not stack:
         return None
     ch, n, c = stack[0]
-    return Diagnostic("error", f"`{ch}` is never closed in the value of parameter `{name}`",
-                      Span(path, n, c, n, c + 1),
-                      help="indent the continuation lines of a value that spans lines")
+    return Diagnostic.of("unclosed-bracket", Span(path, n, c, n, c + 1), bracket=ch, name=name)
 
 
 def syntax_diagnostic(e, text: str, path: str) -> Diagnostic:
@@ -82,12 +78,8 @@ def syntax_diagnostic(e, text: str, path: str) -> Diagnostic:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
         src = lines[line - 1] if 0 < line <= len(lines) else ""
         if not src[:col - 1].strip() and col > 1:
-            return Diagnostic("error", "unexpected indentation", Span(path, line, 1, line, col),
-                              help="only a recipe (right below its rule) or a `python:` "
-                                   "block is indented")
-        return Diagnostic("error", f"unexpected character `{ch}`",
-                          Span(path, line, col, line, col + 1),
-                          help="names are Python identifiers; locations go in quotes")
+            return Diagnostic.of("unexpected-indent", Span(path, line, 1, line, col))
+        return Diagnostic.of("unexpected-character", Span(path, line, col, line, col + 1), char=ch)
     tok = e.token
     expected = {t for t in (getattr(e, "expected", ()) or ()) if not t.startswith("__")}
     kind, value = tok.type, str(tok)
@@ -116,55 +108,42 @@ def syntax_diagnostic(e, text: str, path: str) -> Diagnostic:
     head = src.split()[0] if src.split() else ""
 
     if kind == "BODY" and found == "an indented block":
-        return Diagnostic("error", "unexpected indented block", span,
-                          help="an indented block must follow a rule (`OUT: IN`) or `python:`")
+        return Diagnostic.of("unexpected-block", span)
     if "COLON" in expected and head.rstrip(":") not in _KEYWORDS:
-        return Diagnostic("error", f"expected `:` after the outputs of a rule, found {found}",
-                          span, help="a rule is written `OUTPUTS: INPUTS`, e.g. "
-                                     "`model_input: companies shuttles`")
+        return Diagnostic.of("expected-colon", span, found=found)
     if expected == {"EQUAL"}:
-        if head == "param":
-            hint = "write `param NAME = VALUE`"
-        else:
-            hint = 'write `dataset NAME = "LOCATION"`'
-        what = "parameter" if head == "param" else "dataset"
-        return Diagnostic("error", f"expected `=` after the {what} name, found {found}", span,
-                          help=hint)
+        return Diagnostic.of("param-expected-equals" if head == "param" else
+                             "dataset-expected-equals", span, found=found)
     word = head.split(":")[0]
     if word in _KEYWORDS and (kind == "COLON" or value.lstrip().startswith(":")
                               or head.endswith(":")) and word != "python":
-        return Diagnostic("error", f"`{word}` is a keyword and cannot name a rule's output",
-                          Span(path, line, 1, line, 1 + len(word)),
-                          help="choose another name")
+        return Diagnostic.of("keyword-as-name", Span(path, line, 1, line, 1 + len(word)), word=word)
     if "STRING" in expected and head in ("dataset", "params", "include", "cache"):
         shown = value.strip().split("\n")[0]
-        hint = (f'put it in quotes: `"{shown}"`' if kind in ("PYEXPR", "NAME") and shown
-                else "put the file name or URL in quotes")
-        return Diagnostic("error", f"expected a quoted location, found {found}", span, help=hint)
+        return Diagnostic.of("expected-location", span, found=found,
+                             shown=shown if kind in ("PYEXPR", "NAME") and shown else None)
     if expected == {"NAME"} and "[" in src and kind in ("_NL", "$END", "RSQB", "BODY"):
-        return Diagnostic("error", f"expected a partition key name, found {found}", span,
-                          help="a partition is written `name[key]`")
+        return Diagnostic.of("expected-key", span, found=found)
     exp = sorted(_describe(t) for t in expected)
     listed = (", ".join(exp[:-1]) + (" or " if len(exp) > 1 else "") + exp[-1]) if exp \
         else "something else"
-    return Diagnostic("error", f"unexpected {found}", span, help=f"expected {listed}")
-
-
-SPLIT = "split the expression into several statements"
+    return Diagnostic.of("unexpected-token", span, found=found, expected=listed)
 
 
 def python_syntax_error(e: SyntaxError, path: str, where: str) -> DatafileError:
+    """A syntax error in `where` (`the recipe of `x``, `the `python:` block`)."""
     line = e.lineno or 1
     col = e.offset or 1
     end = e.end_offset if (e.end_lineno == e.lineno and e.end_offset and e.end_offset > col) else col + 1
     msg = e.msg
     if msg.startswith("expected an indented block"):
         msg = "expected an indented block"
-    return error(f"Python syntax error {where}: {msg}", Span(path, line, col, line, end))
+    return error("python-syntax", Span(path, line, col, line, end), where=where, reason=msg)
 
 
-def too_deep(what: str, span: Span | None, fix: str) -> DatafileError:
-    return error(f"{what} is nested more than {MAX_DEPTH} levels deep", span, help=fix)
+def too_deep(code: str, span: Span | None, **fields) -> DatafileError:
+    """An error of kind `code` for code nested deeper than Python's parser goes."""
+    return error(code, span, depth=MAX_DEPTH, **fields)
 
 
 def deepest_line(text: str, line: int) -> Span | None:

@@ -47,27 +47,42 @@ def parse(name: str, url: str, size: int | None) -> Version | None:
 
 
 class VersionError(Exception):
-    pass
+    """No one saved version is named: a kind of `messages.MESSAGES` and its fields, told
+    about a subject (`told("`out`")`)."""
+
+    def __init__(self, code: str, **fields: Any):
+        super().__init__(code)
+        self.code = code
+        self.fields = fields
+
+    def told(self, what: str) -> str:
+        """The message, about `what` (e.g. "`out`" or "input `out@v1`")."""
+        from .messages import text
+
+        return text(self.code, what=what, name="", **self.fields)[0]
+
+    def __str__(self) -> str:
+        return self.told("it")
 
 
 def resolve(versions: list[Version], spec: str) -> Version:
     """The version `spec` names: `latest`, `previous`, a prefix of its id (written with or
     without the `-` and `:` of an ISO time) or of its content digest. Raises VersionError."""
     if not versions:
-        raise VersionError("it has no saved versions yet")
+        raise VersionError("no-versions")
     if spec == "latest":
         return versions[-1]
     if spec == "previous":
         if len(versions) < 2:
-            raise VersionError("it has only one version")
+            raise VersionError("one-version")
         return versions[-2]
     norm = spec.replace("-", "").replace(":", "").upper()
     hits = [v for v in versions if v.id.upper().startswith(norm) or v.digest.startswith(spec)]
     if not hits:
-        raise VersionError(f"no version matches `{spec}`")
+        raise VersionError("no-version-matches", spec=spec)
     if len({v.id for v in hits}) > 1:
-        raise VersionError(f"`{spec}` matches {len(hits)} versions: "
-                           + ", ".join(v.id for v in hits[:5]))
+        raise VersionError("version-ambiguous", spec=spec, count=len(hits),
+                           listed=", ".join(v.id for v in hits[:5]))
     return hits[0]
 
 

@@ -90,7 +90,12 @@ class Guard:
 
 
 class ListenError(Exception):
-    """The port cannot be had (in use, or not allowed)."""
+    """The port cannot be had (in use, or not allowed): told as `port-unavailable`."""
+
+    def __init__(self, port: int, reason: str):
+        super().__init__(f"127.0.0.1:{port}: {reason}")
+        self.port = port
+        self.reason = reason
 
 
 class PageServer:
@@ -108,7 +113,7 @@ class PageServer:
             self.sock.listen(64)
         except OSError as e:
             self.sock.close()
-            raise ListenError(f"cannot serve the page on 127.0.0.1:{port}: {e.strerror}") from None
+            raise ListenError(port, e.strerror) from None
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/?token={self.token}"
         self.live = Live()

@@ -435,7 +435,7 @@ class LocalSource:
         try:
             v = resolve(project.catalog.versions(name), spec)
         except VersionError as e:
-            raise NotFound(f"`{name}`: {e}") from None
+            raise NotFound(e.told(f"`{name}`")) from None
         return project.catalog.read_version(name, v.url)
 
     def _versions(self, project: "Project", name: str, fmt: str) -> list[dict[str, Any]]:
