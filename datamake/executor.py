@@ -458,6 +458,9 @@ class _Build:
                 self.settle(rr, step, key, Outcome("cached", res.digests, res.seconds,
                                                    verdict.reasons), verdict)
                 return
+        if node.kind == "notebook":  # the `notebook` extra, or exit 2 saying so
+            from .notebook_rule import require
+            require()
         rr.outstanding += 1
         self.ready.append(_Task(node, step, key, verdict, digests, time.perf_counter()))
 
@@ -598,7 +601,9 @@ class _Build:
                    node, task.step, task.key, whole_keys, pins, done,
                    self._cache_dir, self.reporter.json,
                    self.started.queue() if node.generator and self.started and not journal
-                   else None, module, others, journal)
+                   else None, module, others, journal,
+                   (task.verdict.params_fp, task.verdict.inputs_fp) if node.kind == "notebook"
+                   else None)
 
     def in_process(self, job: Job) -> Context | None:
         """Steps run here share the build's catalog (and its listings) and namespace."""

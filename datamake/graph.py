@@ -46,7 +46,7 @@ class RuleNode(NamedTuple):
     params: tuple[str, ...]  # parameters used, full names
     param_locals: tuple[str, ...]
     key: str | None  # the partition key of a pattern rule
-    kind: str  # "python" or "shell"
+    kind: str  # "python", "shell" or "notebook"
     generator: bool
     index: int  # position in the Datafile's rules, to find the recipe
 
@@ -271,6 +271,8 @@ class _Checker:
                 stem = f"{DATA_DIR}/{o.name}" + (f"/{{{key}}}" if key else "")
                 if r.recipe.kind == "shell":
                     loc, fmt = stem, "path"
+                elif r.recipe.kind == "notebook":
+                    loc, fmt = stem + ".html", "html"
                 else:
                     loc, fmt = stem + ".pkl", "pickle"
                 g.datasets[o.name] = DatasetInfo(o.name, loc, fmt, (), False, False,
@@ -309,7 +311,10 @@ class _Checker:
                 continue
             if any(g.producer.get(o.name) != r.name for o in r.outputs):
                 continue  # a duplicate already reported
-            self.check_uses(r, names, py_defs[r.recipe.scope])
+            if r.recipe.kind == "notebook":
+                self.check_notebook(r)
+            else:
+                self.check_uses(r, names, py_defs[r.recipe.scope])
             self.check_partitions(r)
             key = r.outputs[0].key
             nodes[r.name] = RuleNode(r.name, tuple(o.name for o in r.outputs), tuple(ins),
@@ -436,6 +441,37 @@ class _Checker:
                 self.warnings.append(Diagnostic(
                     "warning", f"the recipe of `{r.name}` never uses its input `{inp.local}`",
                     inp.span, help="remove it from the inputs, or use it in the recipe"))
+
+    def check_notebook(self, r: "model.Rule") -> None:
+        """A notebook recipe writes one page: one whole output, stored as html. Its
+        inputs and parameters are all variables of the notebook (none unused is told:
+        the notebook is not read here)."""
+        seen: dict[str, "model.Input"] = {}
+        for inp in r.inputs:
+            prev = seen.get(inp.local)
+            if prev is not None and prev.name != inp.name:
+                self.err(f"two inputs of `{r.name}` are both called `{inp.local}` in the notebook",
+                         inp.span, help=f"rename one with `as`, e.g. `{inp.name} as other`")
+            seen[inp.local] = inp
+        if len(r.outputs) > 1:
+            self.err("a notebook recipe writes one output, its page", r.outputs[1].span,
+                     help=f"give the other outputs rules of their own, or read them in the "
+                          f"notebook from `{r.name}`'s inputs")
+        first = r.outputs[0]
+        if first.key:
+            self.err(f"a notebook recipe writes one page: `{first.name}[{first.key}]` would be "
+                     f"one per partition", first.span,
+                     help=f"write `{first.name}` whole, reading the partitioned input whole")
+        ds = self.g.datasets.get(first.name)
+        if ds is not None and ds.declared:
+            from . import formats
+
+            fmt = ds.format or formats.for_extension(
+                os.path.splitext(ds.location.rstrip("/").rsplit("/", 1)[-1])[1])
+            if fmt != "html":
+                self.err(f"a notebook recipe writes an html page, but `{first.name}` is stored "
+                         f"as {fmt or 'an unknown format'}", first.span,
+                         help=f"give `{first.name}` an `.html` location, or `as html`")
 
     def check_format(self, d: "model.Dataset") -> None:
         """A format that neither datamake nor an installed plugin knows."""
