@@ -452,7 +452,7 @@ class _Build:
             restored = self.caches.restore(node, key, verdict.sig)
             if restored is not None:
                 res = commit(self.catalog, restored, key, time.perf_counter() - t)
-                self.save_versions(node, key, res, verdict.sig)
+                self.save_versions(node, key, res, verdict.sig, digests)
                 self.record(node, step, verdict, digests, res, "cached")
                 self.reporter.step_done(step, "cached", res.seconds)
                 self.settle(rr, step, key, Outcome("cached", res.digests, res.seconds,
@@ -709,7 +709,7 @@ class _Build:
                 parts, res = self.yielded(out, verdict.sig, res.seconds)
                 cached = self.kept_parts(out, parts) if verdict.sig else None
             try:
-                self.save_versions(node, key, res, verdict.sig)
+                self.save_versions(node, key, res, verdict.sig, task.digests)
             except CatalogError as e:
                 self.reporter.note(f"warning: {e}")
             if outcome.kept and verdict.sig:
@@ -770,11 +770,16 @@ class _Build:
         self.project.state.restamp(steps, files)
 
     def save_versions(self, node: RuleNode, key: str | None, res: StepResult,
-                      sig: str | None) -> None:
+                      sig: str | None, digests: list[str | None] | None = None) -> None:
         if key is not None or node.generator:
             return
         for o, digest in zip(node.outputs, res.digests):
             info = self.graph.datasets.get(o)
             if info is not None and info.versioned:
-                self.catalog.save_version(o, digest, sig)
+                saved = self.catalog.save_version(o, digest, sig)
+                if saved is not None:  # what it was built from, and a report's index
+                    from .report_versions import saved as recorded
+                    recorded(self.catalog, o, saved,
+                             {p: self.project.params[p] for p in node.params},
+                             dict(zip(node.inputs, digests or ())))
 
