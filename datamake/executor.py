@@ -779,7 +779,6 @@ class _Build:
                 saved = self.catalog.save_version(o, digest, sig)
                 if saved is not None:  # what it was built from, and a report's index
                     from .report_versions import saved as recorded
-                    recorded(self.catalog, o, saved,
-                             {p: self.project.params[p] for p in node.params},
-                             dict(zip(node.inputs, digests or ())))
+                    recorded(self.catalog, self.graph, self.project.params, node, o, saved,
+                             digests)
 

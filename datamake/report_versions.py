@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
     from .catalog import Catalog
+    from .graph import Graph, RuleNode
     from .report_index import VersionRecord
     from .versions import Version
 
@@ -34,14 +35,16 @@ def _record_rel(file_name: str, vid: str) -> str:
     return f".versions/{file_name}.records/{vid}.json"
 
 
-def saved(cat: "Catalog", name: str, version: "Version", params: Mapping[str, Any],
-          inputs: Mapping[str, str | None]) -> None:
-    """After `version` of dataset `name` was saved by a step with these parameter values
-    and input digests: its record, and for a report the pages beside it. Raises
-    CatalogError."""
+def saved(cat: "Catalog", graph: "Graph", values: Mapping[str, Any], node: "RuleNode",
+          name: str, version: "Version", digests: Sequence[str | None] | None) -> None:
+    """After `version` of dataset `name` was saved by the step of `node`, whose inputs
+    had `digests`, with the parameter `values`: its record, and for a report the pages
+    beside it. Raises CatalogError."""
     fmt = cat.format_of(name)
     if fmt not in RECORDED:
         return
+    params = {p: values[p] for p in upstream_params(graph, node) if p in values}
+    inputs = dict(zip(node.inputs, digests or ()))
     from .report import _jsonable
     from .versions import metrics_of
 
@@ -57,6 +60,26 @@ def saved(cat: "Catalog", name: str, version: "Version", params: Mapping[str, An
                      json.dumps(record, sort_keys=True, indent=1).encode())
     if fmt == "html":
         write_pages(cat, name)
+
+
+def upstream_params(graph: "Graph", node: "RuleNode") -> list[str]:
+    """The parameters a step's result depends on: its own and those of the rules that
+    make its inputs, all the way up (an input pinned to a saved version is read as it
+    is: the walk stops there)."""
+    found: list[str] = []
+    seen: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.name in seen:
+            continue
+        seen.add(n.name)
+        found.extend(p for p in n.params if p not in found)
+        for inp, pinned in zip(n.inputs, n.versions):
+            producer = graph.producer.get(inp)
+            if producer is not None and pinned is None:
+                stack.append(graph.rules[producer])
+    return sorted(found)
 
 
 def records(cat: "Catalog", name: str, versions: Sequence["Version"]) -> list["VersionRecord"]:

@@ -240,6 +240,8 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
             sealed = {o: cat.seal(p) for o, p in path_pending.items()}
             written = {}
             for o, v in zip(value_outs, values):
+                if type(v).__name__ == "Report" and cat.format_of(o) == "html":
+                    v = _with_header(v, step, node, params)
                 written[o] = cat.write(o, v, key)
                 pendings.append(written[o])
             final = [sealed.get(o) or written[o] for o in node.outputs]
@@ -265,6 +267,18 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
             cat.discard(p)
         raise
     return final
+
+
+def _with_header(value: Any, step: str, node: RuleNode, params: dict[str, Any]) -> Any:
+    """A datamake Report as the page the build writes: its header says what built it
+    (the step, its parameters, datamake's version; no time, so a rebuild of the same
+    report gives the same bytes)."""
+    from .report import BuildContext, Report
+
+    if not isinstance(value, Report):
+        return value
+    used = {local: params[p] for p, local in zip(node.params, node.param_locals)}
+    return value.to_html(context=BuildContext(step, None, used))
 
 
 def commit(cat: Catalog, pendings: list[Pending], key: str | None,
