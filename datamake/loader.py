@@ -150,7 +150,9 @@ def _with_notebooks(df: model.Datafile, folder: Path) -> model.Datafile:
         try:
             fps = fingerprints(target)
         except NotebookFormatError as e:
-            errors.append(error(str(e), recipe.notebook_span, help=e.help).diagnostics[0])
+            where = f" (its line {e.line})" if e.line else ""
+            errors.append(error(str(e).replace(str(target), recipe.notebook) + where,
+                                recipe.notebook_span, help=e.help).diagnostics[0])
             continue
         recipe = dataclasses.replace(recipe, notebook=str(target),
                                      body_fp=hash_parts("notebook", fps.code, fps.page))

@@ -88,7 +88,9 @@ def run(ctx: "Context", node: "RuleNode", step: str, pins: dict[int, str] | None
             if run_key is not None:
                 _keep(ctx.root, step, run_key, result.executed)
     except nb.NotebookCellError as e:
-        raise RecipeFailure(str(e), f"the notebook of `{step}` failed:\n{e.traceback}\n") from None
+        where = nb._where(e.path, e.cell, e.line, e.line_in_file)
+        raise RecipeFailure(str(e), f"{where}: the notebook of `{step}` failed:\n"
+                                    f"{e.traceback}\n") from None
     except nb.NotebookError as e:
         text = str(e) + (f"\nhelp: {e.help}" if e.help else "")
         if isinstance(e, nb.NotebookUnavailableError):
