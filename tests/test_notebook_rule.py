@@ -252,3 +252,12 @@ def test_a_notebook_rule_writes_one_html_page(proj):
     messages = [d.message for d in e.value.diagnostics]
     assert any("writes one output" in m for m in messages)
     assert any("`t` is stored as csv" in m for m in messages)
+
+
+def test_watch_watches_the_notebook(proj):
+    from datamake.project import Project
+    from datamake.watch import watched
+
+    fleet_project(proj, rows=50)
+    project = Project(proj.path("Datafile"))
+    assert str(proj.path("notebooks/fleet.py").resolve()) in watched(project).files
