@@ -340,12 +340,15 @@ class Builder:
             restored = self.caches.restore(node, key, verdict.sig)
             if restored is not None:
                 res = commit(self.catalog, restored, key, time.perf_counter() - t)
-                self.rec.save_versions(node, key, res, verdict.sig)
+                self.rec.save_versions(node, key, res, verdict.sig, digests)
                 self.rec.record(node, step, verdict, digests, res, "cached")
                 self.reporter.step_done(step, "cached", res.seconds)
                 self.settle(rr, step, key, Outcome("cached", res.digests, res.seconds,
                                                    verdict.reasons), verdict)
                 return
+        if node.kind == "notebook":  # the `notebook` extra, or exit 2 saying so
+            from .notebook_rule import require
+            require()
         rr.outstanding += 1
         self.ready.append(_Task(node, step, key, verdict, digests, time.perf_counter()))
 
@@ -460,7 +463,9 @@ class Builder:
                    node, task.step, task.key, whole_keys, pins, done,
                    self._cache_dir, self.reporter.json,
                    self.started.queue() if node.generator and self.started and not journal
-                   else None, module, others, journal)
+                   else None, module, others, journal,
+                   (task.verdict.params_fp, task.verdict.inputs_fp) if node.kind == "notebook"
+                   else None)
 
     def in_process(self, job: Job) -> Context | None:
         """Steps run here share the build's catalog (and its listings) and namespace."""
@@ -526,7 +531,7 @@ class Builder:
                 parts, res = self.rec.yielded(out, verdict.sig, res.seconds)
                 cached = self.rec.kept_parts(out, parts) if verdict.sig else None
             try:
-                self.rec.save_versions(node, key, res, verdict.sig)
+                self.rec.save_versions(node, key, res, verdict.sig, task.digests)
             except CatalogError as e:
                 self.reporter.note(f"warning: {e}")
             if outcome.kept and verdict.sig:

@@ -368,14 +368,14 @@ class Catalog:
                 found.append(v)
         return sorted(found, key=lambda v: v.id)
 
-    def save_version(self, name: str, digest: str, sig: str | None) -> None:
+    def save_version(self, name: str, digest: str, sig: str | None):
         """Keep the stored (just committed) value of `name` as a new version, unless the
-        latest version holds the same bytes."""
-        from .versions import file_name, new_id
+        latest version holds the same bytes. The new `versions.Version`, or None."""
+        from .versions import file_name, new_id, parse
 
         known = self.versions(name)
         if known and known[-1].digest == digest:
-            return
+            return None
         loc = self.location(name)
         base = loc.url.rstrip("/").rpartition("/")[2]
         dot = base.rfind(".")
@@ -396,6 +396,56 @@ class Catalog:
             else:
                 with self._remote(loc):
                     self.fs(loc.url).copy(loc.url, target)
+        except OSError as e:
+            raise self._storage_error(loc, e) from None
+        return parse(target.rpartition("/")[2], target, None)
+
+    # -- files beside a dataset (a report's index and version records) ------------
+
+    def _beside(self, name: str, rel: str) -> tuple[Location, str]:
+        loc = self.location(name)
+        parent = loc.url.rstrip("/").rpartition("/")[0]
+        return loc, f"{parent}/{rel}"
+
+    def write_beside(self, name: str, rel: str, data: bytes) -> None:
+        """Write `rel` (a path relative to the folder of dataset `name`) whole: a local
+        file through a temporary and a rename, a remote object in one upload. Raises
+        CatalogError."""
+        loc, url = self._beside(name, rel)
+        try:
+            if loc.local:
+                os.makedirs(os.path.dirname(url), exist_ok=True)
+                tmp = f"{url}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, url)
+            else:
+                with self._remote(loc):
+                    self.fs(url).pipe_file(url, data)
+        except OSError as e:
+            raise self._storage_error(loc, e) from None
+
+    def read_beside(self, name: str, rel: str) -> bytes | None:
+        """The bytes of `rel` beside dataset `name`, or None when there is none."""
+        loc, url = self._beside(name, rel)
+        try:
+            return self.read_bytes(url)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self._storage_error(loc, e) from None
+
+    def listed_beside(self, name: str, rel: str) -> set[str]:
+        """The names of the files in folder `rel` beside dataset `name` (none: empty)."""
+        loc, url = self._beside(name, rel)
+        try:
+            if loc.local:
+                return {e.name for e in os.scandir(url) if e.is_file()}
+            with self._remote(loc):
+                return {d.rstrip("/").rsplit("/", 1)[-1]
+                        for d in self.fs(url).ls(url, detail=False, refresh=True)}
+        except FileNotFoundError:
+            return set()
         except OSError as e:
             raise self._storage_error(loc, e) from None
 

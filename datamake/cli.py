@@ -371,6 +371,9 @@ def _history(project, name: str, reporter, as_json: bool) -> int:
 def _diff(project, name: str, args: list[str], reporter, as_json: bool) -> int:
     from .versions import VersionError, diff, metrics_of, resolve
 
+    from .report_versions import records
+
+    name, args = _diff_specs(name, args)
     versions = _versioned(project, name)
     if len(args) > 2:
         raise UsageError("diff-args")
@@ -387,8 +390,14 @@ def _diff(project, name: str, args: list[str], reporter, as_json: bool) -> int:
     cat = project.catalog
     table = diff(metrics_of(cat.read_version(name, a.url), fmt),
                  metrics_of(cat.read_version(name, b.url), fmt))
+    ra, rb = records(cat, name, [a, b])
+    # A version saved before datamake kept records says nothing of what it came from.
+    known = all(r.params or r.inputs for r in (ra, rb))
+    changed = {k: _changed(getattr(ra, k), getattr(rb, k)) if known else {}
+               for k in ("params", "inputs")}
     if as_json:
-        reporter.document({"name": name, "from": a.id, "to": b.id, "metrics": table})
+        reporter.document({"name": name, "from": a.id, "to": b.id, "metrics": table,
+                           **changed})
         return EXIT_OK
     lines = [f"`{name}`: {a.id} -> {b.id}"]
     if not table:
@@ -400,8 +409,46 @@ def _diff(project, name: str, args: list[str], reporter, as_json: bool) -> int:
         if row["relative"] is not None:
             change += f" ({row['relative']:+.1%})"
         lines.append(f"  {k:<{width}}  {_num(row['before']):>12}  {_num(row['after']):>12}  {change}")
+    for key, title, shown in (("params", "parameters", _short),
+                              ("inputs", "inputs", lambda d: "-" if d is None else d[:12])):
+        if changed[key]:
+            w = max(len(k) for k in changed[key])
+            lines.append(f"  {title} that changed:")
+            lines.extend(f"    {k:<{w}}  {shown(d['before'])} -> {shown(d['after'])}"
+                         for k, d in changed[key].items())
     reporter.print("\n".join(lines))
     return EXIT_OK
+
+
+def _diff_specs(name: str, args: list[str]) -> tuple[str, list[str]]:
+    """`--diff NAME [V1 [V2]]` or `--diff NAME@V1 [NAME@V2]`: the dataset and the
+    versions asked for."""
+    if "@" not in name:
+        return name, args
+    name, first = name.split("@", 1)
+    specs = [first]
+    for arg in args:
+        other, at, spec = arg.rpartition("@")
+        if at and other != name:
+            raise UsageError("diff-two-datasets", name=name, other=other)
+        specs.append(spec if at else arg)
+    if not first:
+        raise UsageError("diff-no-version", name=name)
+    return name, specs
+
+
+def _changed(before: dict, after: dict) -> dict:
+    from .report_index import _changed as changed
+
+    return changed(before, after)
+
+
+def _short(value) -> str:
+    if value is None:
+        return "-"
+    from .report import short
+
+    return short(value, 40)
 
 
 def _gc(project, size_text: str, reporter, as_json: bool) -> int:

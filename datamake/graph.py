@@ -46,7 +46,7 @@ class RuleNode(NamedTuple):
     params: tuple[str, ...]  # parameters used, full names
     param_locals: tuple[str, ...]
     key: str | None  # the partition key of a pattern rule
-    kind: str  # "python" or "shell"
+    kind: str  # "python", "shell" or "notebook"
     generator: bool
     index: int  # position in the Datafile's rules, to find the recipe
 
@@ -261,6 +261,8 @@ class _Checker:
                 stem = f"{DATA_DIR}/{o.name}" + (f"/{{{key}}}" if key else "")
                 if r.recipe.kind == "shell":
                     loc, fmt = stem, "path"
+                elif r.recipe.kind == "notebook":
+                    loc, fmt = stem + ".html", "html"
                 else:
                     loc, fmt = stem + ".pkl", "pickle"
                 g.datasets[o.name] = DatasetInfo(o.name, loc, fmt, (), False, False,
@@ -298,7 +300,10 @@ class _Checker:
                 continue
             if any(g.producer.get(o.name) != r.name for o in r.outputs):
                 continue  # a duplicate already reported
-            self.check_uses(r, names, py_defs[r.recipe.scope])
+            if r.recipe.kind == "notebook":
+                self.check_notebook(r)
+            else:
+                self.check_uses(r, names, py_defs[r.recipe.scope])
             self.check_partitions(r)
             key = r.outputs[0].key
             nodes[r.name] = RuleNode(r.name, tuple(o.name for o in r.outputs), tuple(ins),
@@ -408,6 +413,32 @@ class _Checker:
         for inp in r.inputs:
             if inp.local not in used_roots and inp.name in names:
                 self.warn("unused-input", inp.span, rule=r.name, local=inp.local)
+
+    def check_notebook(self, r: "model.Rule") -> None:
+        """A notebook recipe writes one page: one whole output, stored as html. Its
+        inputs and parameters are all variables of the notebook (none unused is told:
+        the notebook is not read here)."""
+        seen: dict[str, "model.Input"] = {}
+        for inp in r.inputs:
+            prev = seen.get(inp.local)
+            if prev is not None and prev.name != inp.name:
+                self.err("notebook-same-local", inp.span, rule=r.name, local=inp.local,
+                         name=inp.name)
+            seen[inp.local] = inp
+        if len(r.outputs) > 1:
+            self.err("notebook-one-output", r.outputs[1].span, rule=r.name)
+        first = r.outputs[0]
+        if first.key:
+            self.err("notebook-keyed-output", first.span, name=first.name, key=first.key)
+        ds = self.g.datasets.get(first.name)
+        if ds is not None and ds.declared:
+            from . import formats
+
+            fmt = ds.format or formats.for_extension(
+                os.path.splitext(ds.location.rstrip("/").rsplit("/", 1)[-1])[1])
+            if fmt != "html":
+                self.err("notebook-not-html", first.span, name=first.name,
+                         format=fmt or "an unknown format")
 
     def check_format(self, d: "model.Dataset") -> None:
         """A format that neither datamake nor an installed plugin knows."""

@@ -63,6 +63,10 @@ def _display(path: Path) -> str:
 def _load(path: Path, display: str, chain: tuple[Path, ...]) -> model.Datafile:
     df = parse_file(path, display)
     sources = [str(path)] + [str((path.parent / pf.path).resolve()) for pf in df.params_files]
+    if any(r.recipe is not None and r.recipe.kind == "notebook" for r in df.rules):
+        df = _with_notebooks(df, path.parent)
+        sources.extend(r.recipe.notebook for r in df.rules  # type: ignore[union-attr]
+                       if r.recipe is not None and r.recipe.kind == "notebook")
     scopes: list[tuple[str, str]] = []
     parts: list[model.Datafile] = []
     for inc in df.includes:
@@ -110,3 +114,40 @@ def _prefixed(df: model.Datafile, ns: str | None, folder: Path, top: Path,
     python = tuple(dataclasses.replace(b, scope=b.scope or scope) for b in df.python)
     return dataclasses.replace(df, params=params, datasets=datasets, rules=tuple(rules),
                                python=python)
+
+
+def _with_notebooks(df: model.Datafile, folder: Path) -> model.Datafile:
+    """Notebook recipes with their files found (relative to the Datafile's folder) and
+    fingerprinted: the code cells, and the page (markdown and code as written), so that
+    an edit of either makes the step stale; the step itself tells the two apart (see
+    notebook_rule). The files become sources of the pipeline: an edit parses again,
+    and --watch watches them."""
+    from .errors import DatafileError
+    from .hashing import hash_parts
+    from .notebook_cells import NotebookFormatError, fingerprints
+
+    rules, errors = [], []
+    for r in df.rules:
+        recipe = r.recipe
+        if recipe is None or recipe.kind != "notebook":
+            rules.append(r)
+            continue
+        target = (folder / recipe.notebook).resolve()
+        if not target.is_file():
+            errors.append(error("notebook-missing", recipe.notebook_span, path=recipe.notebook,
+                                folder=_display(folder)).diagnostics[0])
+            continue
+        try:
+            fps = fingerprints(target)
+        except NotebookFormatError as e:
+            where = f" (its line {e.line})" if e.line else ""
+            errors.append(error("notebook-unreadable", recipe.notebook_span,
+                                reason=str(e).replace(str(target), recipe.notebook) + where,
+                                hint=e.help).diagnostics[0])
+            continue
+        recipe = dataclasses.replace(recipe, notebook=str(target),
+                                     body_fp=hash_parts("notebook", fps.code, fps.page))
+        rules.append(dataclasses.replace(r, recipe=recipe))
+    if errors:
+        raise DatafileError(errors)
+    return dataclasses.replace(df, rules=tuple(rules))

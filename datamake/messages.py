@@ -245,6 +245,27 @@ MESSAGES: dict[str, Message] = {
     "versioned-partitioned": Message(
         "`{name}` is partitioned and versioned; only whole datasets keep versions",
         "drop `versioned`: each partition already records what it was built from"),
+    # -- notebook recipes ---------------------------------------------------------------
+    "notebook-one-line": Message("a notebook recipe is one line, `notebook \"FILE\"`, and "
+                                 "nothing else",
+                                 "put the code in the notebook, or write the recipe in Python"),
+    "notebook-extension": Message("`{path}` is not a notebook: a notebook recipe names a `.py` "
+                                  "(Jupytext percent format) or an `.ipynb` file",
+                                  "e.g. `notebook \"notebooks/evaluate.py\"`"),
+    "notebook-missing": Message("no notebook at `{path}`",
+                                "the path is relative to the Datafile's folder: `{folder}`"),
+    "notebook-unreadable": Message("{reason}", ("{hint}",)),
+    "notebook-same-local": Message("two inputs of `{rule}` are both called `{local}` in the "
+                                   "notebook", "rename one with `as`, e.g. `{name} as other`"),
+    "notebook-one-output": Message("a notebook recipe writes one output, its page",
+                                   "give the other outputs rules of their own, or read them "
+                                   "in the notebook from `{rule}`'s inputs"),
+    "notebook-keyed-output": Message("a notebook recipe writes one page: `{name}[{key}]` would "
+                                     "be one per partition",
+                                     "write `{name}` whole, reading the partitioned input whole"),
+    "notebook-not-html": Message("a notebook recipe writes an html page, but `{name}` is "
+                                 "stored as {format}",
+                                 "give `{name}` an `.html` location, or `as html`"),
     # -- the command line and the Python API (exit 2, no location) ---------------------
     "no-datafile-above": Message("no Datafile in `{folder}` or any folder above it",
                                  'pass the path: datamake.Project("path/to/Datafile")'),
@@ -294,11 +315,20 @@ MESSAGES: dict[str, Message] = {
     "not-versioned": Message("`{name}` is not versioned",
                              "declare it `dataset {name} = \"...\" versioned`"),
     "diff-args": Message("--diff takes a dataset and at most two versions"),
+    "diff-two-datasets": Message("--diff compares two versions of one dataset: `{name}` and "
+                                 "`{other}`", "write `--diff {name}@A {name}@B`"),
+    "diff-no-version": Message("`{name}@`: no version after `@`",
+                               "e.g. `--diff {name}@1 {name}@2`; `datamake --history {name}` "
+                               "lists its versions"),
+    "notebook-extra": Message("notebook recipes need the `notebook` extra ({module} is not "
+                              "installed): {install}"),
     "diff-format": Message("`{name}` is {format}: --diff compares the metrics of a report "
                            "(html) or of a json dataset"),
     "no-versions": Message("{what}: it has no saved versions yet", _HISTORY),
     "one-version": Message("{what}: it has only one version", _HISTORY),
     "no-version-matches": Message("{what}: no version matches `{spec}`", _HISTORY),
+    "no-version-number": Message("{what}: there is no version {number}: it has {count}, "
+                                 "numbered from 1 (the oldest)", _HISTORY),
     "version-ambiguous": Message("{what}: `{spec}` matches {count} versions: {listed}", _HISTORY),
     # -- at run time ------------------------------------------------------------------
     "not-built": Message("`{name}` has not been built yet", "build it first: `datamake {name}`"),

@@ -79,7 +79,7 @@ class NameUse:
 class Recipe:
     """A rule's indented block, kept as text with the Datafile line it starts on."""
 
-    kind: str  # "python" | "shell"
+    kind: str  # "python" | "shell" | "notebook"
     text: str  # the block exactly as written, indentation included
     line: int  # the Datafile line of the block's first line
     span: Span  # the first non-blank line
@@ -91,6 +91,8 @@ class Recipe:
     args: tuple[str, ...] = ()  # the names the recipe is called with
     code: bytes = b""  # the compiled function (marshal), named by the rule
     scope: str = ""  # whose `python:` blocks it sees: "" (the top Datafile) or an include
+    notebook: str = ""  # a notebook recipe's file: as written, then (loader) absolute
+    notebook_span: Span | None = None  # where its path is written
 
 
 @dataclass(frozen=True)

@@ -341,6 +341,8 @@ class _Builder:
         if not code_lines:
             return None  # only comments: an alias
         first = code_lines[0][0]
+        if any(_NOTEBOOK_START.match(ln) for _, ln in code_lines):
+            return self.notebook_recipe(text, tok.line, code_lines)
         shell = [ln.strip().startswith("$ ") or ln.strip() == "$" for _, ln in code_lines]
         if any(shell):
             if not all(shell):
@@ -360,6 +362,30 @@ class _Builder:
         fp = hash_text("shell\0" + "\n".join(commands))
         return model.Recipe("shell", text, line, Span(self.path, first, 1, first, 1), fp,
                             tuple(uses), False)
+
+    def notebook_recipe(self, text, line, code_lines) -> model.Recipe:
+        """`notebook "FILE"`: the rule's recipe is a notebook (the loader checks that
+        the file is there, the fingerprint reads it)."""
+        n, ln = code_lines[0]
+        m = _NOTEBOOK.match(ln)
+        if m is None or len(code_lines) > 1:
+            bad_n, bad = next(((k, x) for k, x in code_lines if not _NOTEBOOK.match(x)),
+                              code_lines[-1])
+            c = len(bad) - len(bad.lstrip()) + 1
+            raise error("notebook-one-line", Span(self.path, bad_n, c, bad_n, len(bad) + 1))
+        col = m.start(1) + 1
+        span = Span(self.path, n, col, n, m.end(1) + 1)
+        raw = m.group(1)
+        try:
+            path = ast.literal_eval(raw) if "\\" in raw else raw[1:-1]
+        except (SyntaxError, ValueError) as e:
+            why = str(e.msg if isinstance(e, SyntaxError) else e)
+            raise error("bad-escape", span, reason=why) from None
+        if not (path.endswith(".py") or path.endswith(".ipynb")):
+            raise error("notebook-extension", span, path=path)
+        fp = hash_text("notebook\0" + path)
+        return model.Recipe("notebook", text, line, Span(self.path, n, 1, n, 1), fp,
+                            notebook=path, notebook_span=span)
 
     def python_recipe(self, text, line, first, outputs, inputs) -> "_Pending":
         p = _Pending(text, line, first, outputs, inputs)
@@ -456,6 +482,12 @@ class _Pending:
         self.outputs, self.inputs = outputs, inputs
         self.rule: tuple = ()
         self.made: model.Recipe | None = None
+
+
+# A notebook recipe: `notebook "FILE"` (a comment may follow). A line that starts so
+# but is not that is told as a mistake in it, never taken as Python.
+_NOTEBOOK_START = re.compile(r"^\s*notebook\s*[\"']")
+_NOTEBOOK = re.compile(r"""^\s*notebook\s+("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*(?:#.*)?$""")
 
 
 def _recipe_args(outputs, inputs) -> list[str]:

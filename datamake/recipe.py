@@ -408,7 +408,7 @@ def run_shell(recipe: "RecipeInfo", values: dict[str, str], cwd: Path, filename:
 class RecipeInfo(NamedTuple):
     """What running a rule needs, kept apart from the model so it loads fast."""
 
-    kind: str  # "python" | "shell"
+    kind: str  # "python" | "shell" | "notebook"
     text: str
     line: int  # the Datafile line of the recipe's first line
     header_line: int  # the rule's line, for messages
@@ -417,13 +417,14 @@ class RecipeInfo(NamedTuple):
     code: bytes  # marshalled function (python recipes)
     scope: str = ""  # whose python: blocks it sees ("" for the top Datafile)
     filename: str = ""  # the Datafile it is written in, as shown in messages
+    notebook: str = ""  # a notebook recipe's file (absolute)
 
 
 def recipe_info(rule: "model.Rule") -> RecipeInfo:
     r = rule.recipe
     assert r is not None
     return RecipeInfo(r.kind, r.text, r.line, rule.span.line, r.generator, r.args, r.code,
-                      r.scope, rule.span.file)
+                      r.scope, rule.span.file, r.notebook)
 
 
 def make_function(info: RecipeInfo, name: str, globals_: dict[str, Any]) -> Callable[..., Any]:

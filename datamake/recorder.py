@@ -148,10 +148,17 @@ class Recorder:
         self.project.state.restamp(steps, files)
 
     def save_versions(self, node: RuleNode, key: str | None, res: StepResult,
-                      sig: str | None) -> None:
+                      sig: str | None, digests: list[str | None] | None = None) -> None:
+        """A `versioned` output's new version kept, with what it was built from (the
+        input `digests`) and, for a report, its versions index beside it."""
         if key is not None or node.generator:
             return
         for o, digest in zip(node.outputs, res.digests):
             info = self.graph.datasets.get(o)
             if info is not None and info.versioned:
-                self.catalog.save_version(o, digest, sig)
+                saved = self.catalog.save_version(o, digest, sig)
+                if saved is not None:
+                    from .report_versions import saved as recorded
+
+                    recorded(self.catalog, self.graph, self.project.params, node, o, saved,
+                             digests)

@@ -66,10 +66,16 @@ class VersionError(Exception):
 
 
 def resolve(versions: list[Version], spec: str) -> Version:
-    """The version `spec` names: `latest`, `previous`, a prefix of its id (written with or
-    without the `-` and `:` of an ISO time) or of its content digest. Raises VersionError."""
+    """The version `spec` names: `latest`, `previous`, its number (1 to 3 digits: `1` is
+    the oldest, as `--history` lists them), a prefix of its id (written with or without
+    the `-` and `:` of an ISO time) or of its content digest. Raises VersionError."""
     if not versions:
         raise VersionError("no-versions")
+    if spec.isdigit() and len(spec) <= 3 and spec.isascii():
+        n = int(spec)
+        if not 1 <= n <= len(versions):
+            raise VersionError("no-version-number", number=n, count=len(versions))
+        return versions[n - 1]
     if spec == "latest":
         return versions[-1]
     if spec == "previous":

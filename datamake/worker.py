@@ -59,6 +59,8 @@ class Job(NamedTuple):
     # In a pool worker, a yielding step records each partition in the worker's own
     # journal, under (sig, code_fp, params_fp, inputs_fp): see state.WorkerJournal.
     journal: tuple[str, str, str, str] | None = None
+    # A notebook step's (params_fp, inputs_fp): what its kept run is checked against.
+    made_from: tuple[str, str | None] | None = None
 
 
 class JobResult(NamedTuple):
@@ -105,7 +107,7 @@ def run_job(job: Job, ctx: Context | None = None,
         def on_partition(key: str, path: str, stamp: str, digest: str) -> None:
             job.queue.put((job.step, key, path, stamp, digest))
     pendings = run_step(ctx, job.node, job.step, job.key, job.whole_keys, job.quiet_stdout,
-                        job.done, on_partition, job.pins, job.cache_dir)
+                        job.done, on_partition, job.pins, job.cache_dir, job.made_from)
     kept: list[tuple[str, int]] = []
     try:
         if job.cache_dir and pendings:
@@ -177,14 +179,15 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
              done: frozenset[str] | None = None,
              on_partition: Callable[[str, str, str, str], None] | None = None,
              pins: dict[int, str] | None = None,
-             cache_dir: str | None = None) -> list[Pending]:
+             cache_dir: str | None = None,
+             made_from: tuple[str, str | None] | None = None) -> list[Pending]:
     """Run one step's recipe; its outputs are written but not yet visible (`commit`
     makes them so). Raises RecipeFailure or CatalogError, leaving nothing behind.
 
     `key` is the partition of a pattern rule's step; `whole_keys` the partitions of
     partitioned inputs used whole (bound to lazy mappings). A recipe that yields gets
     `done` and reports each partition it commits to `on_partition(key, path, stamp,
-    digest)`.
+    digest)`. A notebook step's `made_from` is its (params, inputs) fingerprints.
     """
     recipe = ctx.recipe
     cat = ctx.catalog
@@ -195,7 +198,12 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
     pendings: list[Pending] = []
     redirect = contextlib.redirect_stdout(sys.stderr) if quiet_stdout else contextlib.nullcontext()
     try:
-        if recipe.kind == "python":
+        if recipe.kind == "notebook":
+            from . import notebook_rule
+
+            final = notebook_rule.run(ctx, node, step, pins, whole_keys, made_from)
+            pendings.extend(final)
+        elif recipe.kind == "python":
             fn = make_function(recipe, node.name, ctx.namespace.globals())
             for other in ctx.others:
                 other.globals()
@@ -232,6 +240,8 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
             sealed = {o: cat.seal(p) for o, p in path_pending.items()}
             written = {}
             for o, v in zip(value_outs, values):
+                if type(v).__name__ == "Report" and cat.format_of(o) == "html":
+                    v = _with_header(v, step, node, params)
                 written[o] = cat.write(o, v, key)
                 pendings.append(written[o])
             final = [sealed.get(o) or written[o] for o in node.outputs]
@@ -257,6 +267,18 @@ def run_step(ctx: "Context", node: RuleNode, step: str, key: str | None = None,
             cat.discard(p)
         raise
     return final
+
+
+def _with_header(value: Any, step: str, node: RuleNode, params: dict[str, Any]) -> Any:
+    """A datamake Report as the page the build writes: its header says what built it
+    (the step, its parameters, datamake's version; no time, so a rebuild of the same
+    report gives the same bytes)."""
+    from .report import BuildContext, Report
+
+    if not isinstance(value, Report):
+        return value
+    used = {local: params[p] for p, local in zip(node.params, node.param_locals)}
+    return value.to_html(context=BuildContext(step, None, used))
 
 
 def commit(cat: Catalog, pendings: list[Pending], key: str | None,

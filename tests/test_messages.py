@@ -88,6 +88,19 @@ def _no_module(name: str):
     return setup
 
 
+def _no_module_found(name: str):
+    """`name` cannot be found (as if its extra were not installed)."""
+    def setup(mp, path: Path) -> None:
+        import importlib.util
+
+        find = importlib.util.find_spec
+        mp.setattr(importlib.util, "find_spec",
+                   lambda n, *a, **k: None if n == name else find(n, *a, **k))
+    return setup
+
+
+NB = {"nb.py": "# %%\nx = 1\n"}
+
 VERSIONED = df('''
     dataset report = "out/report.json" versioned
     report:
@@ -265,8 +278,27 @@ CASES: dict[str, Case] = {
     "one-version": Case(VERSIONED, args=("--diff", "report"), setup=_built_versions),
     "no-version-matches": Case(VERSIONED, args=("--diff", "report", "1999"),
                                setup=_built_versions),
-    "version-ambiguous": Case(VERSIONED, args=("--diff", "report", "2"),
+    "version-ambiguous": Case(VERSIONED, args=("--diff", "report", "YEAR"),
                               setup=lambda mp, p: _built_twice(mp, p)),
+    "no-version-number": Case(VERSIONED, args=("--diff", "report", "7"),
+                              setup=_built_versions),
+    "diff-two-datasets": Case(VERSIONED, args=("--diff", "report@1", "other@2")),
+    "diff-no-version": Case(VERSIONED, args=("--diff", "report@", "2")),
+    # -- notebook recipes
+    "notebook-one-line": Case(df('out:\n    notebook "nb.py"\n    x = 1\n', **NB)),
+    "notebook-extension": Case(df('out:\n    notebook "nb.txt"\n')),
+    "notebook-missing": Case(df('out:\n    notebook "nb/none.py"\n')),
+    "notebook-unreadable": Case(df('out:\n    notebook "bad.ipynb"\n', **{"bad.ipynb": "{"})),
+    "notebook-same-local": Case(df('dataset a = "a.csv"\ndataset b = "b/a.csv"\n'
+                                   'out: a b as a\n    notebook "nb.py"\n', **NB)),
+    "notebook-one-output": Case(df('out more:\n    notebook "nb.py"\n', **NB)),
+    "notebook-keyed-output": Case(df('dataset raw = "raw/{key}.csv"\n'
+                                     'dataset out = "out/{key}.html"\n'
+                                     'out[key]: raw[key]\n    notebook "nb.py"\n', **NB)),
+    "notebook-not-html": Case(df('dataset out = "out.json"\nout:\n    notebook "nb.py"\n',
+                                 **NB)),
+    "notebook-extra": Case(df('out:\n    notebook "nb.py"\n', **NB), args=(),
+                           setup=_no_module_found("nbclient")),
     # -- at run time
     "not-built": Case(df("out:\n    1\n"), api=lambda p: _project(p).load("out")),
     "storage": Case(df('dataset raw = "raw.csv"\nout: raw\n    raw\n'),
@@ -279,12 +311,16 @@ def _eacces(path, limit):
     raise PermissionError(13, "Permission denied")
 
 
-def _built_twice(mp, path: Path) -> None:
-    """Two versions saved in the same year (their ids both start with `2`)."""
+def _built_twice(mp, path: Path) -> dict[str, str]:
+    """Two versions saved in the same year (their ids both start with it)."""
+    import time
+
     _built_versions(mp, path)
     (path / "Datafile").write_text(textwrap.dedent(VERSIONED["Datafile"]).replace(
         '"rows": 1', '"rows": 2'))
     _built_versions(mp, path)
+    return {"YEAR": time.strftime("%Y", time.gmtime())}
+
 
 
 def _hold_port() -> dict[str, str]:
@@ -342,6 +378,7 @@ def _normal(text: str, path: Path) -> str:
 
     text = text.replace(str(path.resolve()), "<tmp>").replace(str(path), "<tmp>")
     text = re.sub(r"\b127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)  # a port the test took
+    text = re.sub(r"`20\d\d` matches", "`<year>` matches", text)  # a prefix of this year's ids
     return re.sub(r"\b\d{8}T\d{6}\.\d{3}Z\b", "<version>", text)
 
 

@@ -16,6 +16,7 @@ from conftest import REPO
 from pages import external_refs, open_offline
 
 from datamake import notebook as nbmod
+from datamake import notebook_cells as nbcells
 from datamake.notebook import (NotebookCellError, NotebookChangedError, NotebookError,
                                NotebookTimeoutError, NotebookUnavailableError, fingerprints,
                                rerender, run_notebook)
@@ -369,12 +370,12 @@ def test_the_cell_split_agrees_with_jupytext(tmp_path):
     cases = [BASE, "x=0\n# %%\nx=1\n", "#%%\nx=1\n# %% Title here\ny=2\n# %% [raw]\n# raw\n",
              '# %% [markdown]\n"""\nhello\n"""\n# %%\nx=1', EVALUATE.read_text()]
     for text in cases:
-        ours = [(k, s) for k, s in nbmod._percent_cells(text)]
+        ours = [(k, s) for k, s in nbcells._percent_cells(text)]
         theirs = jupytext.reads(text, fmt="py:percent").cells
         assert [k for k, _ in ours] == [c.cell_type for c in theirs], text
         for (kind, src), cell in zip(ours, theirs):
             if kind == "code":
-                assert nbmod._code_fingerprint(src) == nbmod._code_fingerprint(cell.source)
+                assert nbcells._code_fingerprint(src) == nbcells._code_fingerprint(cell.source)
 
 
 def test_fingerprints_need_no_notebook_library(tmp_path):
