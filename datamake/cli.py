@@ -16,14 +16,12 @@ from .steps import step_id
 _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(.*)$", re.S)
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value: a Python literal when it parses as one, else the string."""
-    import ast
+def parse_value(text: str, name: str = "") -> Any:
+    """A command-line value: a Python literal when it parses as one, else the string.
+    Raises UsageError for one that starts like a literal but is not one (`p=[1,`)."""
+    from .overrides import parse_value as parse
 
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
+    return parse(text, name)
 
 
 def split_args(args: tuple[str, ...]) -> tuple[list[str], dict[str, Any], list[str]]:
@@ -32,7 +30,7 @@ def split_args(args: tuple[str, ...]) -> tuple[list[str], dict[str, Any], list[s
     for a in args:
         m = _OVERRIDE.match(a)
         if m:
-            overrides[m.group(1)] = parse_value(m.group(2))
+            overrides[m.group(1)] = parse_value(m.group(2), m.group(1))
             raw.append(a)
         else:
             targets.append(a)

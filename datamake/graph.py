@@ -49,6 +49,9 @@ class RuleNode(NamedTuple):
     kind: str  # "python" or "shell"
     generator: bool
     index: int  # position in the Datafile's rules, to find the recipe
+    # For each parameter: the keys the recipe reads of it (`model["depth"]`), None when
+    # it reads it whole; the step depends on those keys only.
+    param_keys: tuple[tuple | None, ...] = ()
 
 
 class Graph:
@@ -311,10 +314,13 @@ class _Checker:
                 continue  # a duplicate already reported
             self.check_uses(r, names, py_defs[r.recipe.scope])
             self.check_partitions(r)
+            self.check_value(r)
             key = r.outputs[0].key
+            read = dict(r.recipe.keys_read)
             nodes[r.name] = RuleNode(r.name, tuple(o.name for o in r.outputs), tuple(ins),
                                      tuple(locs), tuple(keys), tuple(vers), tuple(params),
-                                     tuple(plocs), key, r.recipe.kind, r.recipe.generator, i)
+                                     tuple(plocs), key, r.recipe.kind, r.recipe.generator, i,
+                                     tuple(read.get(loc) for loc in plocs))
             for o in r.outputs:
                 g.spans[o.name] = (o.span.file, o.span.line, o.span.col)
             if r.doc:
@@ -521,6 +527,20 @@ class _Checker:
             self.err(f"pattern rule `{r.name}[{key}]` has no input `name[{key}]` to take its "
                      f"partitions from", r.outputs[0].span,
                      help=f"add a partitioned input, e.g. `{r.name}[{key}]: source[{key}]`")
+
+    def check_value(self, r: "model.Rule") -> None:
+        """A Python recipe gives its outputs' value with its last expression: one that
+        ends with an assignment gives None (unless it writes `as path` outputs itself)."""
+        recipe = r.recipe
+        assert recipe is not None
+        if recipe.kind != "python" or recipe.no_value is None:
+            return
+        if all(self.is_path(o.name) for o in r.outputs):
+            return
+        self.err(f"the recipe of `{r.name}` ends with an assignment, so it gives no value",
+                 recipe.no_value,
+                 help="end it with the value to store: an expression on its own line "
+                      "(e.g. the name just assigned)")
 
     def is_path(self, name: str) -> bool:
         """Whether dataset `name` is stored as a path the recipe writes itself."""

@@ -91,6 +91,8 @@ class Recipe:
     args: tuple[str, ...] = ()  # the names the recipe is called with
     code: bytes = b""  # the compiled function (marshal), named by the rule
     scope: str = ""  # whose `python:` blocks it sees: "" (the top Datafile) or an include
+    keys_read: tuple[tuple[str, tuple], ...] = ()  # inputs read only as `name["key"]`
+    no_value: Span | None = None  # a last statement that gives no value (an assignment)
 
 
 @dataclass(frozen=True)

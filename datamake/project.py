@@ -23,7 +23,7 @@ from .steps import split_step
 if TYPE_CHECKING:
     from .model import Datafile
 
-CACHE_FORMAT = 4  # 4: source digests are BLAKE3
+CACHE_FORMAT = 5  # 4: source digests are BLAKE3; 5: rules know the keys they read
 GRAPH_CACHE = "graph.pickle"
 MODEL_CACHE = "model.pickle"
 RECIPES_CACHE = "recipes.pickle"
@@ -64,12 +64,9 @@ class Project:
         self.code_texts: dict[str, str] = {}
         self.warnings: list[Diagnostic] = []
         self.graph: graph_mod.Graph = self._load()
-        self.params = dict(self.graph.params)
-        for k, v in (params or {}).items():
-            if k not in self.params:
-                raise UsageError(f"unknown parameter `{k}`",
-                                 help=did_you_mean(k, self.params) or "declare it with `param`")
-            self.params[k] = v
+        from .overrides import apply
+
+        self.params = apply(self.graph.params, params or {})
         self.catalog = Catalog(self.root, self.graph.datasets, env, self.graph.locations)
         self._state: State | None = None
         self._namespaces: dict[str, Any] = {}

@@ -1,0 +1,66 @@
+"""Parameter overrides, as typed on the command line (`NAME=VALUE`, `model.depth=4`) or
+given to `Project(params=...)`: a value is a Python literal or a plain string, and a dotted
+name sets one key inside a dict parameter, leaving its other keys as they are."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .diagnostics import did_you_mean
+from .errors import UsageError
+
+# A value that starts like a Python literal of its own (a list, dict, tuple or quoted
+# string) must be one: `p=[1,` is a typo, not the string "[1,".
+_LITERAL_STARTS = ("[", "{", "(", "'", '"')
+
+
+def parse_value(text: str, name: str = "") -> Any:
+    """A command-line value: a Python literal when it parses as one, else the string.
+    Raises UsageError for a value that starts like a literal but is not one."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        if text.lstrip().startswith(_LITERAL_STARTS):
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            raise UsageError(
+                f"the value of `{name or 'the parameter'}` is not a Python literal: `{shown}`",
+                help="write a complete literal (`p=[1, 2]`, `p={'a': 1}`), or quote the "
+                     "shell word to pass a string: `p='\"[1,\"'`") from None
+        return text
+
+
+def apply(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`params` (copied, never changed) with `overrides` set. A dotted name
+    (`model.depth`) sets one key of a dict parameter, which must already have it.
+    Raises UsageError for an unknown parameter or key."""
+    out = dict(params)
+    copied: set[str] = set()
+    for name, value in overrides.items():
+        root, *path = name.split(".")
+        if root not in out:
+            raise UsageError(f"unknown parameter `{root}`",
+                             help=did_you_mean(root, out) or "declare it with `param`")
+        if not path:
+            out[root] = value
+            copied.discard(root)
+            continue
+        if root not in copied:
+            out[root] = copy.deepcopy(out[root])
+            copied.add(root)
+        cur = out[root]
+        for i, key in enumerate(path):
+            here = ".".join([root, *path[:i]])
+            if not isinstance(cur, dict):
+                raise UsageError(f"`{name}`: `{here}` is not a mapping, so it has no key "
+                                 f"`{key}`", help=f"override it whole: `{here}=VALUE`")
+            if key not in cur:
+                raise UsageError(f"`{name}`: `{here}` has no key `{key}`",
+                                 help=did_you_mean(key, [str(k) for k in cur])
+                                 or f"its keys: {', '.join(map(str, cur)) or 'none'}")
+            if i == len(path) - 1:
+                cur[key] = value
+            else:
+                cur = cur[key]
+    return out

@@ -1,0 +1,91 @@
+"""What a Kedro, Make or DVC user expects on day one: nested parameter overrides, strict
+values, compressed formats, static checks before running, dry runs that never fail, and
+readable notebook answers."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import datamake
+from datamake.errors import UsageError
+
+
+# -- parameters -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def model_proj(proj):
+    proj.write("Datafile", """
+        param model = {"depth": 3, "lr": 0.1, "opt": {"name": "adam"}}
+        dataset depth = "depth.json"
+        dataset lr = "lr.json"
+        depth: model
+            {"depth": model["depth"]}
+        lr: model
+            model
+    """)
+    return proj
+
+
+def test_nested_override_sets_one_key(model_proj):
+    assert model_proj.built("depth", "lr") == ["depth", "lr"]
+    assert model_proj.built("depth", "lr", "model.lr=0.5") == ["lr"]
+    assert json.loads(model_proj.read("lr.json")) == {
+        "depth": 3, "lr": 0.5, "opt": {"name": "adam"}}
+    assert model_proj.built("depth", "lr", "model.opt.name=sgd", "model.lr=0.5") == ["lr"]
+    assert json.loads(model_proj.read("lr.json"))["opt"] == {"name": "sgd"}
+    assert model_proj.built("depth", "lr", "model.depth=4", "model.lr=0.5") == ["depth", "lr"]
+    assert json.loads(model_proj.read("depth.json")) == {"depth": 4}
+
+
+def test_nested_override_of_an_unknown_key_is_a_usage_error(model_proj):
+    r = model_proj.run("depth", "model.deph=4")
+    assert r.code == 2 and "`model` has no key `deph`" in r.err and "`depth`" in r.err
+    r = model_proj.run("depth", "model.lr.x=4")
+    assert r.code == 2 and "`model.lr` is not a mapping" in r.err
+    r = model_proj.run("depth", "modle.lr=4")
+    assert r.code == 2 and "unknown parameter `modle`" in r.err
+
+
+def test_project_takes_nested_overrides(model_proj):
+    p = datamake.Project(model_proj.path("Datafile"), params={"model.depth": 9})
+    try:
+        assert p.load("model") == {"depth": 9, "lr": 0.1, "opt": {"name": "adam"}}
+        assert p.graph.params["model"]["depth"] == 3  # the declared value is untouched
+    finally:
+        p.close()
+
+
+def test_malformed_override_is_an_error_not_a_string(proj):
+    proj.write("Datafile", """
+        param p = [0]
+        dataset out = "out.json"
+        out: p
+            p
+    """)
+    for bad in ("p=[1,", "p={'a': 1", "p=(1, 2", "p='abc"):
+        r = proj.run(bad)
+        assert r.code == 2, (bad, r)
+        assert "is not a Python literal" in r.err and "Traceback" not in r.err
+        assert not proj.path("out.json").exists()
+    assert proj.built("p=hello world") == ["out"]  # an ordinary word is still a string
+    assert json.loads(proj.read("out.json")) == "hello world"
+
+
+def test_recipe_ending_with_an_assignment_is_a_static_error(proj):
+    proj.write("Datafile", """
+        dataset out = "out.json"
+        dataset made = "made.txt" as path
+        out:
+            x = 1
+            y = x + 1
+        made:
+            open(made, "w").write("hi")
+            done = True
+    """)
+    r = proj.run("--check")
+    assert r.code == 2, r
+    assert "Datafile:5:5: error: the recipe of `out` ends with an assignment" in r.err
+    assert "5 |     y = x + 1\n  |     ^^^^^^^^^" in r.err and "help:" in r.err
+    assert "`made`" not in r.err  # a path output is written by the recipe itself
