@@ -71,6 +71,9 @@ class Graph:
         self.listed: list[str] = []  # rule and alias names in Datafile order
         self.cache_url: str | None = None  # the Datafile's `cache "URL"`
         self.locations: dict[str, Any] = {}  # resolved catalog Locations, when env-free
+        # Environment variables the parse read (in `params "${VAR}/..."`), with their
+        # values then: when one changes, the Datafile is parsed again.
+        self.env_read: dict[str, str | None] = {}
         self._needed: dict[tuple[str, ...], list[str]] = {}
 
     def kind_of(self, name: str) -> str | None:
@@ -353,6 +356,7 @@ class _Checker:
         g.default = df.rules[0].name if df.rules else None
         g.listed = list(dict.fromkeys(r.name for r in df.rules))
         g.cache_url = df.cache[0] if df.cache else None
+        g.env_read = {n: os.environ.get(n) for n in df.env}
 
         used: set[str] = set()
         for r in df.rules:

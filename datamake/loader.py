@@ -70,6 +70,7 @@ def _load(path: Path, display: str, chain: tuple[Path, ...]) -> model.Datafile:
     df = parse_file(path, display)
     sources = [str(path)] + [str((path.parent / pf.path).resolve()) for pf in df.params_files]
     scopes: list[tuple[str, str]] = []
+    env = list(df.env)
     parts: list[model.Datafile] = []
     for inc in df.includes:
         target = (path.parent / inc.path).resolve()
@@ -89,11 +90,13 @@ def _load(path: Path, display: str, chain: tuple[Path, ...]) -> model.Datafile:
         scopes.append((scope, str(target.parent)))
         scopes.extend(child.scopes)
         sources.extend(child.sources)
+        env.extend(child.env)
     for part in parts:
         df = dataclasses.replace(
             df, params=df.params + part.params, datasets=df.datasets + part.datasets,
             rules=df.rules + part.rules, python=df.python + part.python)
-    return dataclasses.replace(df, includes=(), scopes=tuple(scopes), sources=tuple(sources))
+    return dataclasses.replace(df, includes=(), scopes=tuple(scopes), sources=tuple(sources),
+                               env=tuple(dict.fromkeys(env)))
 
 
 def _prefixed(df: model.Datafile, ns: str | None, folder: Path, top: Path,

@@ -145,3 +145,4 @@ class Datafile:
     cache: tuple[str, Span] | None
     scopes: tuple[tuple[str, str], ...] = ()  # (scope, folder) of every file read
     sources: tuple[str, ...] = ()  # every Datafile and params file read (absolute)
+    env: tuple[str, ...] = ()  # environment variables its `params "..."` paths name

@@ -94,6 +94,7 @@ class _Builder:
         self.path = path
         self.base = base
         self.errors: list[Diagnostic] = []
+        self.env_read: list[str] = []  # `${VAR}`s of params paths: the parse depends on them
         # Python recipes wait here to be parsed and compiled together, once the rules
         # around them are read (see `python_recipes`).
         self.pending: list[_Pending] = []
@@ -136,7 +137,7 @@ class _Builder:
                     params.append(self.param(st))
                 elif kind == "params":
                     tok = st.children[0]
-                    pf = model.ParamsFile(self.string(tok), self.span(tok))
+                    pf = self.params_file(tok)
                     params_files.append(pf)
                     params.extend(read_params(pf, self.base))
                 elif kind == "dataset":
@@ -163,7 +164,17 @@ class _Builder:
             self.errors.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
             raise DatafileError(self.errors)
         return model.Datafile(self.path, tuple(params), tuple(params_files), tuple(datasets),
-                              tuple(rules), tuple(python), tuple(includes), cache)
+                              tuple(rules), tuple(python), tuple(includes), cache,
+                              env=tuple(dict.fromkeys(self.env_read)))
+
+    def params_file(self, tok) -> model.ParamsFile:
+        """`params "FILE"`, its `${VAR}`s expanded from the environment as in locations."""
+        from .params_files import expand
+
+        written, span = self.string(tok), self.span(tok)
+        path, names = expand(written, span)
+        self.env_read.extend(names)
+        return model.ParamsFile(path, span)
 
     # -- literals -------------------------------------------------------------------
 

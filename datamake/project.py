@@ -113,6 +113,8 @@ class Project:
         g: graph_mod.Graph = data["graph"]
         if not isinstance(g, graph_mod.Graph) or vars(g).keys() != _GRAPH_FIELDS:
             return None  # written by another build of datamake: parse again
+        if any(os.environ.get(k) != v for k, v in g.env_read.items()):
+            return None  # a `params "${VAR}/..."` names another file now
         self.warnings = data.get("warnings", [])
         self._sources = data["sources"]
         self._sources_digest = data["sources_digest"]

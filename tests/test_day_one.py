@@ -89,3 +89,30 @@ def test_recipe_ending_with_an_assignment_is_a_static_error(proj):
     assert "Datafile:5:5: error: the recipe of `out` ends with an assignment" in r.err
     assert "5 |     y = x + 1\n  |     ^^^^^^^^^" in r.err and "help:" in r.err
     assert "`made`" not in r.err  # a path output is written by the recipe itself
+
+
+def test_environment_variables_expand_in_params_paths(proj):
+    from conftest import clean_env
+
+    proj.write("Datafile", """
+        params "conf/${STAGE}/parameters.yaml"
+        dataset out = "out.json"
+        out: rate
+            rate
+    """)
+    proj.write("conf/dev/parameters.yaml", "rate: 1\n")
+    proj.write("conf/prod/parameters.yaml", "rate: 2\n")
+    r = proj.run("--json", env=clean_env(STAGE="dev"))
+    assert r.code == 0 and r.json["built"] == ["out"], r
+    assert json.loads(proj.read("out.json")) == 1
+    r = proj.run("--json", env=clean_env(STAGE="dev"))
+    assert r.json["built"] == []
+    # Another value names another file: parsed again (not the cached parse), rebuilt.
+    r = proj.run("--json", env=clean_env(STAGE="prod"))
+    assert r.json["built"] == ["out"] and json.loads(proj.read("out.json")) == 2
+    env = clean_env()
+    env.pop("STAGE", None)
+    r = proj.run(env=env)
+    assert r.code == 2
+    assert "Datafile:1:8: error: params file `conf/${STAGE}/parameters.yaml`: environment " \
+           "variable `STAGE` is not set" in r.err, r.err
