@@ -38,10 +38,14 @@ def apply(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     out = dict(params)
     copied: set[str] = set()
     for name, value in overrides.items():
-        root, *path = name.split(".")
-        if root not in out:
-            raise UsageError(f"unknown parameter `{root}`",
-                             help=did_you_mean(root, out) or "declare it with `param`")
+        # The longest dotted prefix that names a parameter (an included file's are
+        # `ns.name`); the rest are keys inside it.
+        parts = name.split(".")
+        cut = next((i for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in out), 0)
+        if cut == 0:
+            raise UsageError(f"unknown parameter `{name}`",
+                             help=did_you_mean(name, out) or "declare it with `param`")
+        root, path = ".".join(parts[:cut]), parts[cut:]
         if not path:
             out[root] = value
             copied.discard(root)

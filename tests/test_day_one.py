@@ -45,7 +45,7 @@ def test_nested_override_of_an_unknown_key_is_a_usage_error(model_proj):
     r = model_proj.run("depth", "model.lr.x=4")
     assert r.code == 2 and "`model.lr` is not a mapping" in r.err
     r = model_proj.run("depth", "modle.lr=4")
-    assert r.code == 2 and "unknown parameter `modle`" in r.err
+    assert r.code == 2 and "unknown parameter `modle.lr`" in r.err
 
 
 def test_project_takes_nested_overrides(model_proj):
