@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 DATA_DIR = ".datamake/data"
 _FORMATS = frozenset({"csv", "parquet", "excel", "json", "yaml", "pickle", "text", "html",
-                      "image", "bytes", "path"})  # built in: no plugin lookup needed
+                      "image", "bytes", "path", "feather", "jsonl"})  # built in: no plugin lookup needed
 _BUILTINS = frozenset(__builtins__ if isinstance(__builtins__, dict) else dir(__builtins__))
 
 
@@ -251,9 +251,13 @@ class _Checker:
                    {""} | {r.recipe.scope for r in df.rules if r.recipe is not None}}
 
         # Datasets: declared ones, then the implicit homes of undeclared outputs.
+        in_python = {x.name for r in df.rules if r.recipe is not None and r.recipe.kind == "python"
+                     for x in (*r.inputs, *r.outputs)}
         for d in df.datasets:
             if d.format and d.format not in _FORMATS:
                 self.check_format(d)
+            elif not d.format and d.name in in_python:
+                self.check_extension(d)
             problem = locations.problem(d.location)
             if problem is not None:
                 self.err(problem[0], d.location_span, help=problem[1])
@@ -461,6 +465,27 @@ class _Checker:
                      help=self.did_you_mean(d.format, known)
                      or "known formats: " + ", ".join(known))
 
+    def check_extension(self, d: "model.Dataset") -> None:
+        """A location whose extension names no format, read or written by a Python
+        recipe: it would be taken for a file the recipe handles itself (`as path`)."""
+        from . import formats
+
+        ext, _ = formats.split_extension(d.location)
+        if not ext or "{" in ext or "$" in ext:
+            return  # a folder, or a name made by placeholders: the recipe's own files
+        try:
+            if formats.for_extension(ext) != formats.PATH:
+                return
+            known = formats.extensions()
+        except formats.FormatError as e:  # a broken plugin: say so where it is used
+            self.err(str(e), d.location_span)
+            return
+        self.err(f"no format is known for the extension `{ext}` of `{d.name}`",
+                 d.location_span,
+                 help=f"give the format (`as csv`), or `as path` for a file the recipe reads "
+                      f"or writes itself; known extensions: {', '.join(known)} (and "
+                      f"{', '.join(formats.COMPRESSIONS)} after one, for compression)")
+
     def check_partitions(self, r: "model.Rule") -> None:
         """Pattern rules map partitions one to one; a yielding recipe writes one
         partitioned output; nothing else writes a partitioned dataset."""
@@ -555,8 +580,7 @@ class _Checker:
             return False
         if ds.format:
             return ds.format == formats.PATH
-        base = ds.location.rstrip("/").rsplit("/", 1)[-1]
-        return formats.for_extension(os.path.splitext(base)[1]) == formats.PATH
+        return formats.for_extension(formats.split_extension(ds.location)[0]) == formats.PATH
 
     def check_cycles(self, deps: dict[str, list[tuple[str, Span]]],
                      rules: dict[str, tuple[int, "model.Rule"]]) -> None:

@@ -8,7 +8,6 @@ import json
 import pytest
 
 import datamake
-from datamake.errors import UsageError
 
 
 # -- parameters -----------------------------------------------------------------------
@@ -116,3 +115,87 @@ def test_environment_variables_expand_in_params_paths(proj):
     assert r.code == 2
     assert "Datafile:1:8: error: params file `conf/${STAGE}/parameters.yaml`: environment " \
            "variable `STAGE` is not set" in r.err, r.err
+
+
+# -- formats --------------------------------------------------------------------------
+
+
+def test_compression_by_extension(proj):
+    import bz2
+    import gzip
+
+    proj.write("Datafile", """
+        dataset table = "out/t.csv.gz"
+        dataset forced = "out/f.csv.gz" as csv
+        dataset doc = "out/d.json.bz2"
+        dataset lines = "out/l.jsonl"
+        dataset back = "out/back.json"
+        table:
+            import pandas as pd
+            pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+        forced: table
+            table
+        doc:
+            {"k": [1, 2]}
+        lines: doc
+            [{"n": n} for n in doc["k"]]
+        back: table forced doc lines
+            {"table": table.to_dict("list"), "forced": forced.to_dict("list"), "doc": doc,
+             "lines": lines}
+    """)
+    assert proj.built("back") == ["table", "forced", "doc", "lines", "back"]
+    assert gzip.decompress(proj.path("out/t.csv.gz").read_bytes()) == b"a,b\n1,x\n2,y\n"
+    assert gzip.decompress(proj.path("out/f.csv.gz").read_bytes()) == b"a,b\n1,x\n2,y\n"
+    assert json.loads(bz2.decompress(proj.path("out/d.json.bz2").read_bytes())) == {"k": [1, 2]}
+    assert proj.read("out/l.jsonl") == '{"n": 1}\n{"n": 2}\n'
+    assert json.loads(proj.read("out/back.json")) == {
+        "table": {"a": [1, 2], "b": ["x", "y"]}, "forced": {"a": [1, 2], "b": ["x", "y"]},
+        "doc": {"k": [1, 2]}, "lines": [{"n": 1}, {"n": 2}]}
+    # The same value compresses to the same bytes: a forced rebuild changes nothing after.
+    before = proj.path("out/t.csv.gz").read_bytes()
+    assert proj.built("back", "--force", "table") == ["table"]
+    assert proj.path("out/t.csv.gz").read_bytes() == before
+
+
+def test_feather_and_arrow_and_parquet_codecs(proj):
+    proj.write("Datafile", """
+        dataset f = "out/t.feather"
+        dataset a = "out/t.arrow"
+        dataset z = "out/t.parquet" as parquet(compression="zstd")
+        dataset back = "out/back.json"
+        f:
+            import pandas as pd
+            pd.DataFrame({"a": [1, 2]})
+        a: f
+            f
+        z: a
+            a
+        back: z
+            z.to_dict("list")
+    """)
+    assert proj.built("back") == ["f", "a", "z", "back"]
+    assert proj.path("out/t.feather").read_bytes()[:6] == b"ARROW1"
+    assert proj.path("out/t.arrow").read_bytes()[:6] == b"ARROW1"
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(proj.path("out/t.parquet")).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert json.loads(proj.read("out/back.json")) == {"a": [1, 2]}
+
+
+def test_unknown_extension_is_a_static_error(proj):
+    proj.write("Datafile", """
+        dataset m = "out/model.fether"
+        dataset tool = "out/tool.tsv"
+        m:
+            1
+        tool:
+            $ printf 'a\\tb\\n' > {tool}
+    """)
+    r = proj.run("--check")
+    assert r.code == 2
+    assert "Datafile:1:13: error: no format is known for the extension `.fether` of `m`" in r.err
+    assert ".feather" in r.err and ".csv" in r.err and "as path" in r.err
+    assert "tool" not in r.err  # a shell recipe's files are paths: any extension
+    r = proj.run("m")
+    assert r.code == 2 and not proj.path("out").exists()
