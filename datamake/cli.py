@@ -284,6 +284,9 @@ def _check(project, file: str, reporter, as_json: bool) -> int:
     try:
         model = load(project.path, project.display)
         _, warnings = graph_mod.build(model)
+        problems = graph_mod.check_format_options(model)
+        if problems:
+            raise DatafileError(problems)
     except DatafileError as e:
         if as_json:
             reporter.document(_diag_json(e.diagnostics, []))

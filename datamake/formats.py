@@ -82,6 +82,31 @@ def _parameters(fn: Callable) -> frozenset[str] | None:
     return frozenset(sig.parameters)
 
 
+def options_of(name: str) -> frozenset[str] | None:
+    """The options format `name` takes (its reader's and writer's named parameters), or
+    None when they cannot be known (a writer that takes any keyword, a plugin that does
+    not say). Imports the format's library (pandas): for `--check`, not for builds."""
+    fmt = BUILTIN.get(name)
+    if fmt is None:
+        try:
+            fmt = get(name)
+        except FormatError:
+            return None
+        names = getattr(fmt, "option_names", None)
+        return frozenset(names) if names is not None else None
+    own = getattr(fmt, "option_names", None)
+    if own is not None:
+        return frozenset(own)
+    pair = getattr(fmt, "signatures", None)
+    if pair is None:
+        return None
+    r, w = (_parameters(f) for f in pair())
+    if r is None or w is None:
+        return None
+    return (r | w) - {"self", "path_or_buf", "filepath_or_buffer", "path", "io",
+                      "excel_writer", "buf", "f"}
+
+
 def check_options(reader: Callable, writer: Callable, options: dict[str, Any], fmt: str) -> None:
     """Raise FormatError for an option neither the reader nor the writer accepts."""
     r, w = _parameters(reader), _parameters(writer)
@@ -106,6 +131,12 @@ def _frame(value: Any, fmt: str):
 class Csv:
     extensions = (".csv",)
     safe_to_load = True
+
+    @staticmethod
+    def signatures():
+        import pandas as pd
+
+        return pd.read_csv, pd.DataFrame.to_csv
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         import pandas as pd
@@ -146,6 +177,12 @@ class Parquet:
 class Excel:
     extensions = (".xlsx", ".xls")
     safe_to_load = True
+
+    @staticmethod
+    def signatures():
+        import pandas as pd
+
+        return pd.read_excel, pd.DataFrame.to_excel
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         import pandas as pd
@@ -212,6 +249,7 @@ class Yaml:
 
 class Pickle:
     extensions = (".pkl", ".pickle")
+    option_names = ("protocol",)
     safe_to_load = False  # unpickling runs whatever code the bytes name
     sequential = True  # only calls f.write: hashed as it is written
 
@@ -227,6 +265,7 @@ class Pickle:
 
 class Text:
     extensions = (".txt", ".md")
+    option_names = ("encoding",)
     safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
@@ -241,6 +280,7 @@ class Text:
 
 class Html:
     extensions = (".html", ".htm")
+    option_names = ()
     safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
@@ -292,6 +332,7 @@ class Image:
 
 class Bytes:
     extensions = (".bin",)
+    option_names = ()
     safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
@@ -309,6 +350,12 @@ class Feather:
 
     extensions = (".feather", ".arrow")
     safe_to_load = True
+
+    @staticmethod
+    def signatures():
+        import pandas as pd
+
+        return pd.read_feather, pd.DataFrame.to_feather
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         import pandas as pd
@@ -333,6 +380,7 @@ class JsonLines:
     records); loads a list."""
 
     extensions = (".jsonl", ".ndjson")
+    option_names = ()
     safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 

@@ -161,6 +161,35 @@ def build(df: "model.Datafile") -> tuple[Graph, list[Diagnostic]]:
     return _Checker(df).run()
 
 
+def check_format_options(df: "model.Datafile") -> list[Diagnostic]:
+    """Format options no reader or writer of the format takes (`csv(sepp=";")`), as
+    errors at the dataset's format. Imports the formats' libraries (pandas): `--check`
+    runs it; a build finds the same when the dataset is first read or written."""
+    from . import formats
+    from .diagnostics import did_you_mean
+
+    found = []
+    for d in df.datasets:
+        if not d.options:
+            continue
+        name = d.format or formats.for_extension(formats.split_extension(d.location)[0])
+        try:
+            allowed = formats.options_of(name)
+        except Exception:  # a format's library missing or broken: told when it is used
+            continue
+        if allowed is None:
+            continue
+        for key, _ in d.options:
+            if key not in allowed:
+                found.append(Diagnostic(
+                    "error", f"format `{name}` of `{d.name}` has no option `{key}`",
+                    d.format_span or d.location_span,
+                    help=did_you_mean(key, allowed) or (
+                        f"its options: {', '.join(sorted(allowed))}" if allowed
+                        else f"format `{name}` takes no options")))
+    return found
+
+
 def _header(r: "model.Rule", extra: str) -> str:
     """Rule `r`'s `OUTPUTS: INPUTS` line with one more input, as its own file writes it
     (an included file's names without their namespace)."""
@@ -253,11 +282,14 @@ class _Checker:
         # Datasets: declared ones, then the implicit homes of undeclared outputs.
         in_python = {x.name for r in df.rules if r.recipe is not None and r.recipe.kind == "python"
                      for x in (*r.inputs, *r.outputs)}
+        at: dict[str, "model.Dataset"] = {}  # where each location is -> its dataset
         for d in df.datasets:
             if d.format and d.format not in _FORMATS:
                 self.check_format(d)
             elif not d.format and d.name in in_python:
                 self.check_extension(d)
+            if d.name in declared and declared[d.name] is d:
+                self.check_location_unique(d, at)
             problem = locations.problem(d.location)
             if problem is not None:
                 self.err(problem[0], d.location_span, help=problem[1])
@@ -464,6 +496,22 @@ class _Checker:
             self.err(f"unknown format `{d.format}`", d.format_span,
                      help=self.did_you_mean(d.format, known)
                      or "known formats: " + ", ".join(known))
+
+    def check_location_unique(self, d: "model.Dataset", at: dict) -> None:
+        """Two datasets at one location: one would overwrite the other (a source too)."""
+        if "${" in d.location or not d.location.strip() or locations.problem(d.location):
+            return  # known only once the environment is read, or told already
+        where = locations.resolve(d.location, "/r")[0].rstrip("/")
+        if not locations.is_url(where):
+            where = os.path.normpath(where)
+        where = locations.PLACEHOLDER.sub("{}", where)  # `{id}` and `{key}`: the same files
+        prev = at.setdefault(where, d)
+        if prev is not d:
+            self.err(f"`{d.name}` and `{prev.name}` are at one location, `{d.location}`",
+                     d.location_span,
+                     help="each dataset has a location of its own; writing one would "
+                          "overwrite the other",
+                     notes=(f"`{prev.name}` is declared at {prev.span}",))
 
     def check_extension(self, d: "model.Dataset") -> None:
         """A location whose extension names no format, read or written by a Python

@@ -199,3 +199,47 @@ def test_unknown_extension_is_a_static_error(proj):
     assert "tool" not in r.err  # a shell recipe's files are paths: any extension
     r = proj.run("m")
     assert r.code == 2 and not proj.path("out").exists()
+
+
+# -- --check before running -----------------------------------------------------------
+
+
+def test_two_datasets_at_one_location_is_a_static_error(proj):
+    proj.write("Datafile", """
+        dataset raw = "data/raw.json"
+        dataset clean = "data/./raw.json"
+        dataset other = "data/other.json"
+        clean: raw
+            raw
+        other: raw
+            raw
+    """)
+    proj.write("data/raw.json", "[1]")
+    r = proj.run("--check")
+    assert r.code == 2
+    assert "Datafile:2:17: error: `clean` and `raw` are at one location" in r.err, r.err
+    assert "`raw` is declared at Datafile:1:9" in r.err
+    r = proj.run("clean")
+    assert r.code == 2 and proj.read("data/raw.json") == "[1]"
+
+
+def test_check_finds_unknown_format_options(proj):
+    proj.write("Datafile", """
+        dataset raw = "raw.csv" as csv(sepp=";")
+        dataset out = "out.txt" as text(encodin="utf-8")
+        dataset fine = "fine.csv" as csv(sep=";", header=0)
+        out: raw
+            str(raw)
+        fine: raw
+            raw
+    """)
+    r = proj.run("--check")
+    assert r.code == 2, r
+    assert "Datafile:1:28: error: format `csv` of `raw` has no option `sepp`" in r.err
+    assert "did you mean `sep`?" in r.err
+    assert "Datafile:2:28: error: format `text` of `out` has no option `encodin`" in r.err
+    assert "`fine`" not in r.err
+    r = proj.run("--check", "--json")
+    assert [e["message"] for e in r.json["errors"]] == [
+        "format `csv` of `raw` has no option `sepp`",
+        "format `text` of `out` has no option `encodin`"]
