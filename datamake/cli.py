@@ -217,6 +217,13 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
                 reporter.document(plan_json(result))  # type: ignore[attr-defined]
             elif dry_run:
                 reporter.finish(result)
+            from .reporter import dry_run_unknown
+
+            unknown = dry_run_unknown(result)
+            if unknown is not None:  # not a failure: what a dry run cannot know
+                if not as_json:
+                    reporter.error(unknown)
+                return EXIT_USAGE
             if result.failed or (question and result.work):
                 return EXIT_FAILED
             return EXIT_OK

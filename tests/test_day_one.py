@@ -243,3 +243,60 @@ def test_check_finds_unknown_format_options(proj):
     assert [e["message"] for e in r.json["errors"]] == [
         "format `csv` of `raw` has no option `sepp`",
         "format `text` of `out` has no option `encodin`"]
+
+
+# -- dry runs never fail ----------------------------------------------------------------
+
+
+@pytest.fixture
+def unknowable(proj):
+    proj.write("Datafile", """
+        dataset raw = "${DATA_DIR}/raw.json"
+        dataset agg = "agg.json"
+        dataset local = "local.json"
+        all: agg local
+        agg: raw
+            raw
+        local:
+            1
+    """)
+    return proj
+
+
+def test_a_dry_run_says_what_it_cannot_know_once_and_exits_2(unknowable):
+    r = unknowable.run("-n")
+    assert r.code == 2, r
+    assert "FAILED" not in r.out + r.err and "up to date\n" not in r.out
+    assert r.out == ("local  (no-record)\nagg  (cannot tell: see below)\n"
+                     "datamake: 1 of 2 steps would run; 1 cannot be judged\n")
+    assert r.err == ("datamake: error: cannot tell whether `agg` is up to date: dataset `raw`: "
+                     "environment variable `DATA_DIR` is not set\n"
+                     "help: set it, e.g. `export DATA_DIR=...`\n")
+    r = unknowable.run("-n", "--json")
+    assert r.code == 2 and r.err == ""
+    assert r.json["run"] == ["local"] and "failed" not in r.json
+    assert r.json["unknown"] == [{"node": "agg", "error": "dataset `raw`: environment "
+                                                           "variable `DATA_DIR` is not set"}]
+    r = unknowable.run("-q")
+    assert r.code == 2 and "cannot tell whether `agg`" in r.err
+    # Nothing ran, and a real build still fails as a build does (exit 1).
+    assert not unknowable.path("local.json").exists()
+    r = unknowable.run()
+    assert r.code == 1 and "FAILED agg" in r.err
+
+
+def test_a_dry_run_with_storage_out_of_reach_exits_2(proj):
+    from conftest import clean_env
+
+    proj.write("Datafile", """
+        dataset raw = "s3://bucket/raw.json"
+        dataset agg = "agg.json"
+        agg: raw
+            raw
+    """)
+    env = clean_env(AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_ACCESS_KEY_ID="x",
+                    AWS_SECRET_ACCESS_KEY="y", DATAMAKE_STORAGE_RETRIES="0")
+    r = proj.run("-n", env=env)
+    assert r.code == 2, r
+    assert "FAILED" not in r.err and "cannot tell whether `agg` is up to date" in r.err
+    assert "cannot reach the storage endpoint" in r.err
