@@ -293,6 +293,10 @@ class Project:
             return self.params[name]
         if kind == "alias":
             raise UsageError(f"`{name}` is an alias (a rule with no recipe); it has no value")
+        if kind == "output":
+            from .status import warn_if_built_with_other_params
+
+            warn_if_built_with_other_params(self, name)
         if self.catalog.is_partitioned(name):
             from .catalog import PartitionMap
 
@@ -323,8 +327,11 @@ class Project:
         return build(self, self.resolve_targets(targets), QuietReporter(), **options)
 
     def status(self, targets: list[str] | str | None = None):
-        """A dry run: what would run and why (a BuildResult with `planned` steps)."""
-        return self.build(targets, dry_run=True)
+        """A dry run: what would run and why, as a table (text, and HTML in Jupyter); it
+        has all a BuildResult has (`names("planned")`, `outcomes`...)."""
+        from .status import Status
+
+        return Status(self.build(targets, dry_run=True))
 
     def resolve_targets(self, targets: list[str] | str | None) -> list[str]:
         """Targets checked against the graph. Raises UsageError for unknown ones."""

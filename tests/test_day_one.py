@@ -300,3 +300,73 @@ def test_a_dry_run_with_storage_out_of_reach_exits_2(proj):
     assert r.code == 2, r
     assert "FAILED" not in r.err and "cannot tell whether `agg` is up to date" in r.err
     assert "cannot reach the storage endpoint" in r.err
+
+
+# -- notebooks --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nb(proj):
+    proj.write("Datafile", """
+        param k = 2
+        param model = {"depth": 3, "lr": 0.1}
+        dataset raw = "raw.json"
+        dataset scaled = "out/scaled.json"
+        dataset deep = "out/deep.json"
+        scaled: raw k
+            [x * k for x in raw]
+        deep: scaled model
+            {"depth": model["depth"], "sum": sum(scaled)}
+    """)
+    proj.write("raw.json", "[1, 2, 3]")
+    return proj
+
+
+def test_status_is_a_readable_table(nb):
+    p = datamake.Project(nb.path("Datafile"))
+    try:
+        status = p.status("deep")
+        assert status.names("planned") == ["scaled", "deep"]  # as a BuildResult has
+        assert repr(status) == ("step    state      why\n"
+                                "scaled  would run  no-record\n"
+                                "deep    would run  no-record")
+        assert status._repr_html_().startswith("<table class=\"datamake-status\">")
+        assert "<td><code>scaled</code></td><td>would run</td><td>no-record</td>" in \
+            status._repr_html_()
+        p.build("deep")
+        assert repr(p.status("deep")) == ("step    state       why\n"
+                                          "scaled  up to date\n"
+                                          "deep    up to date")
+    finally:
+        p.close()
+
+
+def test_loading_a_value_built_with_other_params_warns(nb):
+    from datamake.status import StaleValueWarning
+
+    assert nb.built("deep") == ["scaled", "deep"]
+    import warnings
+
+    p = datamake.Project(nb.path("Datafile"), params={"k": 3, "model.lr": 0.5})
+    try:
+        with pytest.warns(StaleValueWarning) as caught:
+            assert p.load("deep") == {"depth": 3, "sum": 12}
+        # `deep` reads model["depth"] only: `lr` is not said; `k` is, through `scaled`.
+        assert str(caught[0].message).startswith(
+            "`deep` was built with other parameters: `k` was 2, now 3;")
+        with pytest.warns(StaleValueWarning, match="`k` was 2, now 3"):
+            p.load("scaled")
+        p.build("deep")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert p.load("deep") == {"depth": 3, "sum": 18}
+            assert p.load("raw") == [1, 2, 3]
+    finally:
+        p.close()
+    p = datamake.Project(nb.path("Datafile"), params={"k": 3, "model.lr": 0.9})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # lr is not read by any step deep came from
+            assert p.load("deep") == {"depth": 3, "sum": 18}
+    finally:
+        p.close()
