@@ -280,8 +280,9 @@ class _Checker:
                    {""} | {r.recipe.scope for r in df.rules if r.recipe is not None}}
 
         # Datasets: declared ones, then the implicit homes of undeclared outputs.
-        in_python = {x.name for r in df.rules if r.recipe is not None and r.recipe.kind == "python"
-                     for x in (*r.inputs, *r.outputs)}
+        # What Python recipes write: their value is stored in the dataset's format.
+        in_python = {o.name for r in df.rules if r.recipe is not None
+                     and r.recipe.kind == "python" for o in r.outputs}
         at: dict[str, "model.Dataset"] = {}  # where each location is -> its dataset
         for d in df.datasets:
             if d.format and d.format not in _FORMATS:
@@ -514,8 +515,9 @@ class _Checker:
                      notes=(f"`{prev.name}` is declared at {prev.span}",))
 
     def check_extension(self, d: "model.Dataset") -> None:
-        """A location whose extension names no format, read or written by a Python
-        recipe: it would be taken for a file the recipe handles itself (`as path`)."""
+        """A location whose extension names no format, written by a Python recipe: it
+        would be taken for a file the recipe writes itself (`as path`), and the value
+        it returns would be lost."""
         from . import formats
 
         ext, _ = formats.split_extension(d.location)
@@ -530,8 +532,8 @@ class _Checker:
             return
         self.err(f"no format is known for the extension `{ext}` of `{d.name}`",
                  d.location_span,
-                 help=f"give the format (`as csv`), or `as path` for a file the recipe reads "
-                      f"or writes itself; known extensions: {', '.join(known)} (and "
+                 help=f"give the format (`as csv`), or `as path` for a file the recipe "
+                      f"writes itself; known extensions: {', '.join(known)} (and "
                       f"{', '.join(formats.COMPRESSIONS)} after one, for compression)")
 
     def check_partitions(self, r: "model.Rule") -> None:

@@ -187,16 +187,19 @@ def test_unknown_extension_is_a_static_error(proj):
     proj.write("Datafile", """
         dataset m = "out/model.fether"
         dataset tool = "out/tool.tsv"
+        dataset seen = "out/seen.json"
         m:
             1
         tool:
             $ printf 'a\\tb\\n' > {tool}
+        seen: tool
+            open(tool).read()
     """)
     r = proj.run("--check")
     assert r.code == 2
     assert "Datafile:1:13: error: no format is known for the extension `.fether` of `m`" in r.err
     assert ".feather" in r.err and ".csv" in r.err and "as path" in r.err
-    assert "tool" not in r.err  # a shell recipe's files are paths: any extension
+    assert "tool" not in r.err  # a shell recipe's files are paths, a Python one reads it so
     r = proj.run("m")
     assert r.code == 2 and not proj.path("out").exists()
 
