@@ -17,6 +17,7 @@ from . import project as project_mod
 
 if TYPE_CHECKING:
     from .outcomes import BuildResult
+    from .status import Status
 
 
 class Project(project_mod.Project):
@@ -29,9 +30,23 @@ class Project(project_mod.Project):
 
         return build(self, self.resolve_targets(targets), QuietReporter(), **options)
 
-    def status(self, targets: list[str] | str | None = None) -> "BuildResult":
-        """A dry run: what would run and why (a BuildResult with `planned` steps)."""
-        return self.build(targets, dry_run=True)
+    def load(self, name: str) -> Any:
+        """The value of a parameter, dataset or rule output, as a recipe would see it;
+        with a StaleValueWarning when it (or what it was made from) was built with
+        other parameter values than this project's."""
+        value = super().load(name)
+        if self.graph.kind_of(name) == "output":
+            from .status import warn_if_built_with_other_params
+
+            warn_if_built_with_other_params(self, name)
+        return value
+
+    def status(self, targets: list[str] | str | None = None) -> "Status":
+        """A dry run: what would run and why, as a table (text, and HTML in Jupyter); it
+        has all a BuildResult has (`names("planned")`, `outcomes`...)."""
+        from .status import Status
+
+        return Status(self.build(targets, dry_run=True))
 
 
 def load(name: str, datafile: str | None = None) -> Any:
@@ -39,7 +54,7 @@ def load(name: str, datafile: str | None = None) -> Any:
 
     `datafile` defaults to the nearest `Datafile` in the current folder or above.
     """
-    project = project_mod.Project(datafile or project_mod.find_datafile())
+    project = Project(datafile or project_mod.find_datafile())
     try:
         return project.load(name)
     finally:

@@ -294,6 +294,13 @@ class Builder:
                 digests = [self.digest_of(node, i, None) for i in range(len(node.inputs))]
                 self.step(rr, node.name, None, digests)
         except (InputMissing, CatalogError) as e:
+            if self.dry_run and not isinstance(e, InputMissing):
+                # What a dry run cannot know (an unset variable, storage out of reach) is
+                # no failure: said once at the end (see `dry_run_unknown`).
+                self.result.unknown[node.name] = (str(e), getattr(e, "help", None))
+                self.settle_rule(node.name, "failed")
+                self.rules.pop(node.name, None)
+                return
             self.reporter.step_failed(node.name, str(e), getattr(e, "help", None), 0.0)
             self.result.outcomes[node.name] = Outcome("failed", None, 0.0, (), str(e))
             self.settle_rule(node.name, "failed")

@@ -43,6 +43,7 @@ class Location(NamedTuple):
     local: bool
     format: str
     options: dict[str, Any]
+    compression: str | None = None  # from a last extension `.gz`, `.bz2` or `.xz`
 
 
 class Pending(NamedTuple):
@@ -188,8 +189,10 @@ class Catalog:
                 raise CatalogError(f"dataset `{name}` at `{info.location}`: {problem[0]}",
                                    help=f"check the environment variables it names; {problem[1]}")
         url, local = locations.resolve(raw, self._root)
-        ext = locations.extension(raw)
+        ext, compression = formats.split_extension(raw)
         fmt = info.format or formats.for_extension(ext)
+        if fmt == formats.PATH:
+            compression = None  # the recipe writes the file itself, as it likes
         if fmt != formats.PATH and fmt not in formats.BUILTIN:
             try:
                 formats.get(fmt)
@@ -199,7 +202,7 @@ class Catalog:
         options = dict(info.options) if info.options else {}
         if fmt == "image":
             options.setdefault("ext", ext)
-        return Location(name, url, local, fmt, options)
+        return Location(name, url, local, fmt, options, compression)
 
     def path_of(self, name: str, key: str | None = None) -> str:
         """The URL of a dataset or partition (from its listing when there is one)."""
@@ -458,7 +461,7 @@ class Catalog:
             return url  # read by the recipe itself
         data = self.read_version(name, url)
         try:
-            return formats.get(loc.format).load(io.BytesIO(data), loc.options)
+            return formats.codec(loc.format, loc.compression).load(io.BytesIO(data), loc.options)
         except FormatError as e:
             raise CatalogError(f"dataset `{name}` version `{url}`: {e}") from None
 
@@ -592,7 +595,7 @@ class Catalog:
         loc = self.location(name, key)
         if loc.format == formats.PATH:
             return loc.url
-        fmt = formats.get(loc.format)
+        fmt = formats.codec(loc.format, loc.compression)
         try:
             if loc.local:
                 fd = os.open(loc.url, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -651,7 +654,7 @@ class Catalog:
         if loc.format == formats.PATH:
             raise CatalogError(f"`{name}` is a path dataset: the recipe writes it itself")
         pending = self.temp_path(name, key)
-        fmt = formats.get(loc.format)
+        fmt = formats.codec(loc.format, loc.compression)
         digest = None
         try:
             if getattr(fmt, "sequential", False):

@@ -17,14 +17,12 @@ from .steps import step_id
 _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(.*)$", re.S)
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value: a Python literal when it parses as one, else the string."""
-    import ast
+def parse_value(text: str, name: str = "") -> Any:
+    """A command-line value: a Python literal when it parses as one, else the string.
+    Raises UsageError for one that starts like a literal but is not one (`p=[1,`)."""
+    from .overrides import parse_value as parse
 
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
+    return parse(text, name)
 
 
 def split_args(args: tuple[str, ...]) -> tuple[list[str], dict[str, Any], list[str]]:
@@ -33,7 +31,7 @@ def split_args(args: tuple[str, ...]) -> tuple[list[str], dict[str, Any], list[s
     for a in args:
         m = _OVERRIDE.match(a)
         if m:
-            overrides[m.group(1)] = parse_value(m.group(2))
+            overrides[m.group(1)] = parse_value(m.group(2), m.group(1))
             raw.append(a)
         else:
             targets.append(a)
@@ -226,6 +224,13 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
                 reporter.document(plan_json(result))  # type: ignore[attr-defined]
             elif dry_run:
                 reporter.finish(result)
+            from .console import dry_run_unknown
+
+            unknown = dry_run_unknown(result)
+            if unknown is not None:  # not a failure: what a dry run cannot know
+                if not as_json:
+                    reporter.error(unknown)
+                return EXIT_USAGE
             if result.failed or (question and result.work):
                 return EXIT_FAILED
             return EXIT_OK
@@ -292,6 +297,9 @@ def _check(project, file: str, reporter, as_json: bool) -> int:
     try:
         model = load(project.path, project.display)
         _, warnings = graph_mod.build(model)
+        problems = graph_mod.check_format_options(model)
+        if problems:
+            raise DatafileError(problems)
     except DatafileError as e:
         if as_json:
             reporter.document(_diag_json(e.diagnostics, []))

@@ -112,13 +112,20 @@ class Reporter:
         counts = {s: len(result.names(s)) for s in ("built", "fresh", "cached", "failed")}
         if result.dry_run:
             planned = result.names("planned")
-            if not planned and not result.failed:
+            unknown = getattr(result, "unknown", {})
+            if not planned and not result.failed and not unknown:
                 self.print(f"datamake: {_targets(result)} up to date")
-            elif planned:
+            elif planned or unknown:
                 for n in planned:
                     why = ", ".join(reason_text(r) for r in result.outcomes[n].reasons)
                     self.print(f"{n}  ({why})")
-                self.print(f"datamake: {len(planned)} of {len(result.outcomes)} steps would run")
+                for n in unknown:
+                    self.print(f"{n}  (cannot tell: see below)")
+                total = len(result.outcomes) + len(unknown)
+                line = f"datamake: {len(planned)} of {total} steps would run"
+                if unknown:
+                    line += f"; {len(unknown)} cannot be judged"
+                self.print(line)
             if result.failed:  # told above, step by step; the exit code is 1
                 self.err.write(f"datamake: a build would fail at {_listed(result.failed)}\n")
                 self.err.flush()
@@ -219,10 +226,26 @@ def plan_json(result: "BuildResult") -> dict[str, Any]:
         "reasons": {n: [{"code": r.code, "name": r.name} for r in result.outcomes[n].reasons]
                     for n in run},
     }
-    if result.failed:  # steps that cannot be judged (a missing input): a build would fail
+    if result.failed:  # steps whose input is missing: a build would fail
         doc["failed"] = [{"node": n, "error": result.outcomes[n].error or "failed"}
                          for n in result.failed]
+    unknown = getattr(result, "unknown", {})
+    if unknown:  # steps a dry run cannot judge (an unset variable, storage out of reach)
+        doc["unknown"] = [{"node": n, "error": text} for n, (text, _) in unknown.items()]
     return doc
+
+
+def dry_run_unknown(result: "BuildResult"):
+    """The one error a dry run ends with when it could not judge some steps, or None."""
+    from .errors import UsageError
+
+    unknown = getattr(result, "unknown", {})
+    if not unknown:
+        return None
+    names = ", ".join(f"`{n}`" for n in unknown)
+    text, help_ = next(iter(unknown.values()))
+    verb = "is" if len(unknown) == 1 else "are"
+    return UsageError("dry-run-unknown", names=names, verb=verb, reason=text, hint=help_)
 
 
 def build_json(result: "BuildResult") -> dict[str, Any]:

@@ -26,8 +26,35 @@ EXTENSIONS = {
     ".xls": "excel", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".pkl": "pickle",
     ".pickle": "pickle", ".txt": "text", ".md": "text", ".html": "html", ".htm": "html",
     ".png": "image", ".svg": "image", ".jpg": "image", ".jpeg": "image", ".pdf": "image",
-    ".bin": "bytes",
+    ".bin": "bytes", ".feather": "feather", ".arrow": "feather", ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
 }
+
+# A last extension that says how the file is compressed; the one before it says the
+# format (`table.csv.gz`: csv, gzip). Any format but `path` can be compressed.
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
+
+
+def split_extension(location: str) -> tuple[str, str | None]:
+    """(the format's extension, the compression) of a location's last part:
+    `t.csv.gz` -> (".csv", "gzip"), `t.csv` -> (".csv", None)."""
+    base = location.rstrip("/").rsplit("/", 1)[-1].lower()
+    stem, dot, ext = base.rpartition(".")
+    if not dot or not stem:
+        return "", None
+    compression = COMPRESSIONS.get("." + ext)
+    if compression is None:
+        return "." + ext, None
+    stem2, dot2, ext2 = stem.rpartition(".")
+    return ("." + ext2 if dot2 and stem2 else ""), compression
+
+
+def extensions() -> list[str]:
+    """Every extension that names a format (built in and plugins), sorted."""
+    found = set(EXTENSIONS)
+    for fmt in _plugins().values():
+        found.update(e.lower() for e in getattr(fmt, "extensions", ()))
+    return sorted(found)
 
 
 class FormatError(Exception):
@@ -66,6 +93,31 @@ def _parameters(fn: Callable) -> frozenset[str] | None:
     return frozenset(sig.parameters)
 
 
+def options_of(name: str) -> frozenset[str] | None:
+    """The options format `name` takes (its reader's and writer's named parameters), or
+    None when they cannot be known (a writer that takes any keyword, a plugin that does
+    not say). Imports the format's library (pandas): for `--check`, not for builds."""
+    fmt = BUILTIN.get(name)
+    if fmt is None:
+        try:
+            fmt = get(name)
+        except FormatError:
+            return None
+        names = getattr(fmt, "option_names", None)
+        return frozenset(names) if names is not None else None
+    own = getattr(fmt, "option_names", None)
+    if own is not None:
+        return frozenset(own)
+    pair = getattr(fmt, "signatures", None)
+    if pair is None:
+        return None
+    r, w = (_parameters(f) for f in pair())
+    if r is None or w is None:
+        return None
+    return (r | w) - {"self", "path_or_buf", "filepath_or_buffer", "path", "io",
+                      "excel_writer", "buf", "f"}
+
+
 def check_options(reader: Callable, writer: Callable, options: dict[str, Any], fmt: str) -> None:
     """Raise FormatError for an option neither the reader nor the writer accepts."""
     r, w = _parameters(reader), _parameters(writer)
@@ -91,6 +143,12 @@ class Csv:
     extensions = (".csv",)
     safe_to_load = True
 
+    @staticmethod
+    def signatures():
+        import pandas as pd
+
+        return pd.read_csv, pd.DataFrame.to_csv
+
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         import pandas as pd
 
@@ -105,6 +163,11 @@ class Csv:
         _frame(value, "csv").to_csv(f, **opts)
 
 
+_PARQUET_WRITE_ONLY = frozenset({"compression", "compression_level", "index", "row_group_size",
+                                 "partition_cols", "use_dictionary", "data_page_size",
+                                 "write_statistics", "version", "coerce_timestamps"})
+
+
 class Parquet:
     extensions = (".parquet", ".pq")
     safe_to_load = True  # pyarrow >= 14.0.1: older ones unpickled extension types
@@ -112,7 +175,9 @@ class Parquet:
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         import pandas as pd
 
-        return pd.read_parquet(f, **_accepted(pd.read_parquet, options))
+        # Both take **kwargs (passed on to pyarrow): the writer's own options stay out.
+        opts = {k: v for k, v in options.items() if k not in _PARQUET_WRITE_ONLY}
+        return pd.read_parquet(f, **_accepted(pd.read_parquet, opts))
 
     def save(self, value: Any, f: BinaryIO, options: dict[str, Any]) -> None:
         import pandas as pd
@@ -123,6 +188,12 @@ class Parquet:
 class Excel:
     extensions = (".xlsx", ".xls")
     safe_to_load = True
+
+    @staticmethod
+    def signatures():
+        import pandas as pd
+
+        return pd.read_excel, pd.DataFrame.to_excel
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
         import pandas as pd
@@ -189,6 +260,7 @@ class Yaml:
 
 class Pickle:
     extensions = (".pkl", ".pickle")
+    option_names = ("protocol",)
     safe_to_load = False  # unpickling runs whatever code the bytes name
     sequential = True  # only calls f.write: hashed as it is written
 
@@ -204,6 +276,7 @@ class Pickle:
 
 class Text:
     extensions = (".txt", ".md")
+    option_names = ("encoding",)
     safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
@@ -218,6 +291,7 @@ class Text:
 
 class Html:
     extensions = (".html", ".htm")
+    option_names = ()
     safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
@@ -269,6 +343,7 @@ class Image:
 
 class Bytes:
     extensions = (".bin",)
+    option_names = ()
     safe_to_load = True
     sequential = True  # only calls f.write: hashed as it is written
 
@@ -281,10 +356,118 @@ class Bytes:
         f.write(value)
 
 
+class Feather:
+    """Feather (Arrow IPC files): `.feather`, `.arrow`."""
+
+    extensions = (".feather", ".arrow")
+    safe_to_load = True
+
+    @staticmethod
+    def signatures():
+        import pandas as pd
+
+        return pd.read_feather, pd.DataFrame.to_feather
+
+    def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
+        import pandas as pd
+
+        check_options(pd.read_feather, pd.DataFrame.to_feather, options, "feather")
+        return pd.read_feather(f, **_accepted(pd.read_feather, options))
+
+    def save(self, value: Any, f: BinaryIO, options: dict[str, Any]) -> None:
+        import pandas as pd
+
+        check_options(pd.read_feather, pd.DataFrame.to_feather, options, "feather")
+        frame = _frame(value, "feather")
+        # Arrow IPC files hold no index: a default one is dropped, any other kept.
+        if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or \
+                frame.index.step != 1:
+            frame = frame.reset_index()
+        frame.to_feather(f, **_accepted(pd.DataFrame.to_feather, options))
+
+
+class JsonLines:
+    """JSON Lines: one JSON value a line. Stores a list (or a DataFrame, as its
+    records); loads a list."""
+
+    extensions = (".jsonl", ".ndjson")
+    option_names = ()
+    safe_to_load = True
+    sequential = True  # only calls f.write: hashed as it is written
+
+    def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
+        out = []
+        for n, line in enumerate(f.read().decode("utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise FormatError(f"line {n} is not JSON: {e.msg}") from None
+        return out
+
+    def save(self, value: Any, f: BinaryIO, options: dict[str, Any]) -> None:
+        if hasattr(value, "to_dict") and hasattr(value, "columns"):  # a DataFrame
+            value = value.to_dict(orient="records")
+        if not isinstance(value, (list, tuple)):
+            raise FormatError(f"a jsonl dataset stores a list (one line per item) or a "
+                              f"DataFrame, not `{type(value).__name__}`")
+        try:
+            for item in value:
+                f.write(json.dumps(item, default=_json_default).encode("utf-8") + b"\n")
+        except TypeError as e:
+            raise FormatError(f"cannot save as jsonl: {e}") from None
+
+
+class Compressed:
+    """A format read and written through a compression (gzip, bz2, xz), chosen by the
+    location's last extension. Compressed bytes are the same for the same value (no
+    time stamp in the gzip header), so a rebuild that gives the same value is seen so."""
+
+    def __init__(self, inner: Any, compression: str):
+        self.inner, self.compression = inner, compression
+        self.sequential = getattr(inner, "sequential", False)
+        self.safe_to_load = getattr(inner, "safe_to_load", False)
+
+    def _open(self, f: BinaryIO, mode: str):
+        if self.compression == "gzip":
+            import gzip
+
+            return gzip.GzipFile(filename="", mode=mode, fileobj=f, mtime=0)
+        if self.compression == "bz2":
+            import bz2
+
+            return bz2.BZ2File(f, mode)
+        import lzma
+
+        return lzma.LZMAFile(f, mode)
+
+    def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
+        import io
+
+        try:
+            with self._open(f, "rb") as z:
+                data = z.read()
+        except (OSError, EOFError) as e:  # gzip.BadGzipFile, lzma.LZMAError... are OSErrors
+            raise FormatError(f"cannot decompress ({self.compression}): {e}") from None
+        return self.inner.load(io.BytesIO(data), options)
+
+    def save(self, value: Any, f: BinaryIO, options: dict[str, Any]) -> None:
+        with self._open(f, "wb") as z:
+            self.inner.save(value, z, options)
+
+
 BUILTIN: dict[str, Any] = {
     "csv": Csv(), "parquet": Parquet(), "excel": Excel(), "json": Json(), "yaml": Yaml(),
     "pickle": Pickle(), "text": Text(), "html": Html(), "image": Image(), "bytes": Bytes(),
+    "feather": Feather(), "jsonl": JsonLines(),
 }
+
+
+def codec(name: str, compression: str | None = None) -> Any:
+    """The format called `name`, read and written through `compression` when given.
+    Raises FormatError when there is none."""
+    fmt = get(name)
+    return Compressed(fmt, compression) if compression else fmt
 
 
 @functools.lru_cache(maxsize=1)

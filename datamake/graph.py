@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 DATA_DIR = ".datamake/data"
 _FORMATS = frozenset({"csv", "parquet", "excel", "json", "yaml", "pickle", "text", "html",
-                      "image", "bytes", "path"})  # built in: no plugin lookup needed
+                      "image", "bytes", "path", "feather", "jsonl"})  # built in: no plugin lookup needed
 _BUILTINS = frozenset(__builtins__ if isinstance(__builtins__, dict) else dir(__builtins__))
 
 
@@ -49,6 +49,9 @@ class RuleNode(NamedTuple):
     kind: str  # "python", "shell" or "notebook"
     generator: bool
     index: int  # position in the Datafile's rules, to find the recipe
+    # For each parameter: the keys the recipe reads of it (`model["depth"]`), None when
+    # it reads it whole; the step depends on those keys only.
+    param_keys: tuple[tuple | None, ...] = ()
 
 
 class Graph:
@@ -68,6 +71,9 @@ class Graph:
         self.listed: list[str] = []  # rule and alias names in Datafile order
         self.cache_url: str | None = None  # the Datafile's `cache "URL"`
         self.locations: dict[str, Any] = {}  # resolved catalog Locations, when env-free
+        # Environment variables the parse read (in `params "${VAR}/..."`), with their
+        # values then: when one changes, the Datafile is parsed again.
+        self.env_read: dict[str, str | None] = {}
         self._needed: dict[tuple[str, ...], list[str]] = {}
 
     def kind_of(self, name: str) -> str | None:
@@ -155,6 +161,33 @@ def build(df: "model.Datafile") -> tuple[Graph, list[Diagnostic]]:
     return _Checker(df).run()
 
 
+def check_format_options(df: "model.Datafile") -> list[Diagnostic]:
+    """Format options no reader or writer of the format takes (`csv(sepp=";")`), as
+    errors at the dataset's format. Imports the formats' libraries (pandas): `--check`
+    runs it; a build finds the same when the dataset is first read or written."""
+    from . import formats
+    from .diagnostics import suggest
+
+    found = []
+    for d in df.datasets:
+        if not d.options:
+            continue
+        name = d.format or formats.for_extension(formats.split_extension(d.location)[0])
+        try:
+            allowed = formats.options_of(name)
+        except Exception:  # a format's library missing or broken: told when it is used
+            continue
+        if allowed is None:
+            continue
+        for key, _ in d.options:
+            if key not in allowed:
+                found.append(Diagnostic.of(
+                    "format-option-unknown", d.format_span or d.location_span, format=name,
+                    name=d.name, key=key, best=suggest(key, allowed),
+                    options=", ".join(sorted(allowed)) if allowed else None))
+    return found
+
+
 def _header(r: "model.Rule", extra: str) -> str:
     """Rule `r`'s `OUTPUTS: INPUTS` line with one more input, as its own file writes it
     (an included file's names without their namespace)."""
@@ -238,9 +271,17 @@ class _Checker:
                    {""} | {r.recipe.scope for r in df.rules if r.recipe is not None}}
 
         # Datasets: declared ones, then the implicit homes of undeclared outputs.
+        # What Python recipes write: their value is stored in the dataset's format.
+        in_python = {o.name for r in df.rules if r.recipe is not None
+                     and r.recipe.kind == "python" for o in r.outputs}
+        at: dict[str, "model.Dataset"] = {}  # where each location is -> its dataset
         for d in df.datasets:
             if d.format and d.format not in _FORMATS:
                 self.check_format(d)
+            elif not d.format and d.name in in_python:
+                self.check_extension(d)
+            if d.name in declared and declared[d.name] is d:
+                self.check_location_unique(d, at)
             problem = locations.problem_of(d.location)
             if problem is not None:
                 self.err(problem[0], d.location_span, **problem[1])
@@ -305,10 +346,13 @@ class _Checker:
             else:
                 self.check_uses(r, names, py_defs[r.recipe.scope])
             self.check_partitions(r)
+            self.check_value(r)
             key = r.outputs[0].key
+            read = dict(r.recipe.keys_read)
             nodes[r.name] = RuleNode(r.name, tuple(o.name for o in r.outputs), tuple(ins),
                                      tuple(locs), tuple(keys), tuple(vers), tuple(params),
-                                     tuple(plocs), key, r.recipe.kind, r.recipe.generator, i)
+                                     tuple(plocs), key, r.recipe.kind, r.recipe.generator, i,
+                                     tuple(read.get(loc) for loc in plocs))
             for o in r.outputs:
                 g.spans[o.name] = (o.span.file, o.span.line, o.span.col)
             if r.doc:
@@ -341,6 +385,7 @@ class _Checker:
         g.default = df.rules[0].name if df.rules else None
         g.listed = list(dict.fromkeys(r.name for r in df.rules))
         g.cache_url = df.cache[0] if df.cache else None
+        g.env_read = {n: os.environ.get(n) for n in df.env}
 
         used: set[str] = set()
         for r in df.rules:
@@ -453,6 +498,38 @@ class _Checker:
             self.err("unknown-format", d.format_span, format=d.format,
                      best=self.suggest(d.format, known), known=", ".join(known))
 
+    def check_location_unique(self, d: "model.Dataset", at: dict) -> None:
+        """Two datasets at one location: one would overwrite the other (a source too)."""
+        if "${" in d.location or not d.location.strip() or locations.problem(d.location):
+            return  # known only once the environment is read, or told already
+        where = locations.resolve(d.location, "/r")[0].rstrip("/")
+        if not locations.is_url(where):
+            where = os.path.normpath(where)
+        where = locations.PLACEHOLDER.sub("{}", where)  # `{id}` and `{key}`: the same files
+        prev = at.setdefault(where, d)
+        if prev is not d:
+            self.err("same-location", d.location_span, name=d.name, other=prev.name,
+                     location=d.location, where=str(prev.span))
+
+    def check_extension(self, d: "model.Dataset") -> None:
+        """A location whose extension names no format, written by a Python recipe: it
+        would be taken for a file the recipe writes itself (`as path`), and the value
+        it returns would be lost."""
+        from . import formats
+
+        ext, _ = formats.split_extension(d.location)
+        if not ext or "{" in ext or "$" in ext:
+            return  # a folder, or a name made by placeholders: the recipe's own files
+        try:
+            if formats.for_extension(ext) != formats.PATH:
+                return
+            known = formats.extensions()
+        except formats.PluginError as e:  # a broken plugin: say so where it is used
+            self.err("format-plugin-broken", d.location_span, plugin=e.plugin, reason=e.reason)
+            return
+        self.err("extension-unknown", d.location_span, ext=ext, name=d.name,
+                 known=", ".join(known), compressions=", ".join(formats.COMPRESSIONS))
+
     def check_partitions(self, r: "model.Rule") -> None:
         """Pattern rules map partitions one to one; a yielding recipe writes one
         partitioned output; nothing else writes a partitioned dataset."""
@@ -505,6 +582,17 @@ class _Checker:
         if key and not keyed:
             self.err("pattern-without-input", r.outputs[0].span, rule=r.name, key=key)
 
+    def check_value(self, r: "model.Rule") -> None:
+        """A Python recipe gives its outputs' value with its last expression: one that
+        ends with an assignment gives None (unless it writes `as path` outputs itself)."""
+        recipe = r.recipe
+        assert recipe is not None
+        if recipe.kind != "python" or recipe.no_value is None:
+            return
+        if all(self.is_path(o.name) for o in r.outputs):
+            return
+        self.err("no-value", recipe.no_value, rule=r.name)
+
     def is_path(self, name: str) -> bool:
         """Whether dataset `name` is stored as a path the recipe writes itself."""
         from . import formats
@@ -514,8 +602,7 @@ class _Checker:
             return False
         if ds.format:
             return ds.format == formats.PATH
-        base = ds.location.rstrip("/").rsplit("/", 1)[-1]
-        return formats.for_extension(os.path.splitext(base)[1]) == formats.PATH
+        return formats.for_extension(formats.split_extension(ds.location)[0]) == formats.PATH
 
     def check_cycles(self, deps: dict[str, list[tuple[str, Span]]],
                      rules: dict[str, tuple[int, "model.Rule"]]) -> None:

@@ -132,4 +132,5 @@ def parse_in_halves(text: str, path: str, base: Path,
         warnings.warn_explicit(message, category, filename, lineno)
     return model.Datafile(path, a.params + b.params, a.params_files + b.params_files,
                           a.datasets + b.datasets, a.rules + b.rules, a.python + b.python,
-                          a.includes + b.includes, a.cache or b.cache)
+                          a.includes + b.includes, a.cache or b.cache,
+                          env=tuple(dict.fromkeys(a.env + b.env)))

@@ -68,6 +68,7 @@ def _load(path: Path, display: str, chain: tuple[Path, ...]) -> model.Datafile:
         sources.extend(r.recipe.notebook for r in df.rules  # type: ignore[union-attr]
                        if r.recipe is not None and r.recipe.kind == "notebook")
     scopes: list[tuple[str, str]] = []
+    env = list(df.env)
     parts: list[model.Datafile] = []
     for inc in df.includes:
         target = (path.parent / inc.path).resolve()
@@ -84,11 +85,13 @@ def _load(path: Path, display: str, chain: tuple[Path, ...]) -> model.Datafile:
         scopes.append((scope, str(target.parent)))
         scopes.extend(child.scopes)
         sources.extend(child.sources)
+        env.extend(child.env)
     for part in parts:
         df = dataclasses.replace(
             df, params=df.params + part.params, datasets=df.datasets + part.datasets,
             rules=df.rules + part.rules, python=df.python + part.python)
-    return dataclasses.replace(df, includes=(), scopes=tuple(scopes), sources=tuple(sources))
+    return dataclasses.replace(df, includes=(), scopes=tuple(scopes), sources=tuple(sources),
+                               env=tuple(dict.fromkeys(env)))
 
 
 def _prefixed(df: model.Datafile, ns: str | None, folder: Path, top: Path,

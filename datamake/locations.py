@@ -29,6 +29,11 @@ def expand_env(location: str, env: Mapping[str, str]) -> str:
     return _ENV.sub(lambda m: env[m.group(1)], location)
 
 
+def env_names(location: str) -> list[str]:
+    """The `${VAR}` names in a location or path, in order."""
+    return _ENV.findall(location)
+
+
 def is_url(location: str) -> bool:
     """Whether a location is a URL of a remote filesystem (not a local path, not
     `file://`)."""

@@ -114,6 +114,16 @@ MESSAGES: dict[str, Message] = {
     "unknown-format": Message("unknown format `{format}`",
                               (_MEAN, "known formats: {known}")),
     "format-plugin-broken": Message("format plugin `{plugin}` failed to load: {reason}"),
+    "format-option-unknown": Message("format `{format}` of `{name}` has no option `{key}`",
+                                     (_MEAN, "its options: {options}",
+                                      "format `{format}` takes no options")),
+    "extension-unknown": Message(
+        "no format is known for the extension `{ext}` of `{name}`",
+        "give the format (`as csv`), or `as path` for a file the recipe writes itself; "
+        "known extensions: {known} (and {compressions} after one, for compression)"),
+    "same-location": Message("`{name}` and `{other}` are at one location, `{location}`",
+                             "each dataset has a location of its own; writing one would "
+                             "overwrite the other", "`{other}` is declared at {where}"),
     # -- Python in the Datafile -------------------------------------------------------
     "python-syntax": Message("Python syntax error in {where}: {reason}"),
     "python-block-too-deep": Message(
@@ -245,6 +255,11 @@ MESSAGES: dict[str, Message] = {
     "versioned-partitioned": Message(
         "`{name}` is partitioned and versioned; only whole datasets keep versions",
         "drop `versioned`: each partition already records what it was built from"),
+    "no-value": Message("the recipe of `{rule}` ends with an assignment, so it gives no value",
+                        "end it with the value to store: an expression on its own line (e.g. "
+                        "the name just assigned)"),
+    "params-file-env-unset": Message("params file `{path}`: environment variable `{var}` is "
+                                     "not set", "set it, e.g. `export {var}=...`"),
     # -- notebook recipes ---------------------------------------------------------------
     "notebook-one-line": Message("a notebook recipe is one line, `notebook \"FILE\"`, and "
                                  "nothing else",
@@ -271,6 +286,17 @@ MESSAGES: dict[str, Message] = {
                                  'pass the path: datamake.Project("path/to/Datafile")'),
     "chdir-failed": Message("cannot change to `{folder}`: {reason}"),
     "unknown-param": Message("unknown parameter `{name}`", (_MEAN, "declare it with `param`")),
+    "override-not-literal": Message(
+        "the value of `{name}` is not a Python literal: `{value}`",
+        "write a complete literal (`p=[1, 2]`, `p={{'a': 1}}`), or quote the shell word to "
+        "pass a string: `p='\"[1,\"'`"),
+    "override-not-mapping": Message("`{name}`: `{here}` is not a mapping, so it has no key "
+                                    "`{key}`", "override it whole: `{here}=VALUE`"),
+    "override-no-key": Message("`{name}`: `{here}` has no key `{key}`",
+                               (_MEAN, "its keys: {keys}")),
+    "dry-run-unknown": Message("cannot tell whether {names} {verb} up to date: {reason}",
+                               ("{hint}", "a dry run reads what the steps read; make it "
+                                          "readable and run it again")),
     "no-rules": Message("the Datafile has no rules, so there is nothing to build"),
     "unknown-target": Message("no rule or dataset named `{target}`",
                               (_MEAN, "`datamake --list` shows the targets")),

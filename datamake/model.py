@@ -93,6 +93,8 @@ class Recipe:
     scope: str = ""  # whose `python:` blocks it sees: "" (the top Datafile) or an include
     notebook: str = ""  # a notebook recipe's file: as written, then (loader) absolute
     notebook_span: Span | None = None  # where its path is written
+    keys_read: tuple[tuple[str, tuple], ...] = ()  # inputs read only as `name["key"]`
+    no_value: Span | None = None  # a last statement that gives no value (an assignment)
 
 
 @dataclass(frozen=True)
@@ -145,3 +147,4 @@ class Datafile:
     cache: tuple[str, Span] | None
     scopes: tuple[tuple[str, str], ...] = ()  # (scope, folder) of every file read
     sources: tuple[str, ...] = ()  # every Datafile and params file read (absolute)
+    env: tuple[str, ...] = ()  # environment variables its `params "..."` paths name

@@ -52,6 +52,8 @@ class BuildResult:
         self.seconds = 0.0
         self.interrupted = False
         self.dry_run = dry_run
+        # Dry run: steps it cannot judge (not that a build would fail) -> (error, help).
+        self.unknown: dict[str, tuple[str, str | None]] = {}
 
     def names(self, status: str) -> list[str]:
         return [n for n, o in self.outcomes.items() if o.status == status]

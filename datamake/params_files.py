@@ -22,6 +22,20 @@ def _parse_failure(e: Exception) -> str:
     return " ".join(str(e).split())
 
 
+def expand(path: str, span) -> tuple[str, list[str]]:
+    """A params file's path with `${VAR}` expanded from the environment, and the names
+    of the variables it read. Raises DatafileError for an unset one."""
+    import os
+
+    from . import locations
+
+    names = locations.env_names(path)
+    try:
+        return locations.expand_env(path, os.environ), names
+    except KeyError as e:
+        raise error("params-file-env-unset", span, path=path, var=e.args[0]) from None
+
+
 def read_params(pf: model.ParamsFile, base: Path) -> list[model.Param]:
     """The parameters a `params "FILE"` line brings, read from `base / FILE` within the
     limits on what a params file may hold. Raises DatafileError at the line."""

@@ -24,7 +24,8 @@ from .hashing import hash_file
 if TYPE_CHECKING:
     from .project import Project
 
-CACHE_FORMAT = 5  # 4: source digests are BLAKE3; 5: diagnostics carry codes
+CACHE_FORMAT = 6  # 4: source digests are BLAKE3; 5: diagnostics carry codes; 6: rules
+# know the keys of the dict parameters they read
 GRAPH_CACHE = "graph.pickle"
 MODEL_CACHE = "model.pickle"
 RECIPES_CACHE = "recipes.pickle"
@@ -69,6 +70,8 @@ def read_cache(proj: "Project") -> graph_mod.Graph | None:
     g: graph_mod.Graph = data["graph"]
     if not isinstance(g, graph_mod.Graph) or vars(g).keys() != _GRAPH_FIELDS:
         return None  # written by another build of datamake: parse again
+    if any(os.environ.get(k) != v for k, v in g.env_read.items()):
+        return None  # a `params "${VAR}/..."` names another file now
     proj.warnings = data.get("warnings", [])
     proj._sources = data["sources"]
     proj._sources_digest = data["sources_digest"]

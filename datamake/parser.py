@@ -21,7 +21,8 @@ from .errors import DatafileError, Diagnostic, Span, error
 from .hashing import hash_text
 from .limits import MAX_DEPTH, MAX_NAME, value_problem
 from .params_files import read_params
-from .pysource import TooDeep, fast_dump, first_non_literal, nested_too_deep, parse_at, scan_recipe
+from .pysource import (TooDeep, constant_keys, fast_dump, first_non_literal, nested_too_deep,
+                       parse_at, scan_recipe)
 from .syntax_errors import (check_tabs, deepest_line, python_syntax_error, syntax_diagnostic,
                             too_deep)
 
@@ -92,6 +93,7 @@ class _Builder:
         self.path = path
         self.base = base
         self.errors: list[Diagnostic] = []
+        self.env_read: list[str] = []  # `${VAR}`s of params paths: the parse depends on them
         # Python recipes wait here to be parsed and compiled together, once the rules
         # around them are read (see `python_recipes`).
         self.pending: list[_Pending] = []
@@ -132,7 +134,7 @@ class _Builder:
                     params.append(self.param(st))
                 elif kind == "params":
                     tok = st.children[0]
-                    pf = model.ParamsFile(self.string(tok), self.span(tok))
+                    pf = self.params_file(tok)
                     params_files.append(pf)
                     params.extend(read_params(pf, self.base))
                 elif kind == "dataset":
@@ -158,7 +160,17 @@ class _Builder:
             self.errors.sort(key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
             raise DatafileError(self.errors)
         return model.Datafile(self.path, tuple(params), tuple(params_files), tuple(datasets),
-                              tuple(rules), tuple(python), tuple(includes), cache)
+                              tuple(rules), tuple(python), tuple(includes), cache,
+                              env=tuple(dict.fromkeys(self.env_read)))
+
+    def params_file(self, tok) -> model.ParamsFile:
+        """`params "FILE"`, its `${VAR}`s expanded from the environment as in locations."""
+        from .params_files import expand
+
+        written, span = self.string(tok), self.span(tok)
+        path, names = expand(written, span)
+        self.env_read.extend(names)
+        return model.ParamsFile(path, span)
 
     # -- literals -------------------------------------------------------------------
 
@@ -442,11 +454,12 @@ class _Builder:
         found = [self._python_recipe(p, fn) for p, fn in zip(group, fns)]
         code = compile(tree, self.path, "exec")
         by_line = {c.co_firstlineno: c for c in code.co_consts if isinstance(c, types.CodeType)}
-        for p, (fp, scan, args) in zip(group, found):
+        for p, (fp, scan, args, keys_read, no_value) in zip(group, found):
             p.made = model.Recipe(
                 "python", p.text, p.line, Span(self.path, p.first, 1, p.first, 1), fp,
                 tuple(scan.uses), scan.generator, tuple(scan.imports),
-                tuple(scan.import_chains), args, marshal.dumps(by_line[p.line - 1]))
+                tuple(scan.import_chains), args, marshal.dumps(by_line[p.line - 1]),
+                keys_read=keys_read, no_value=no_value)
 
     def _python_recipe(self, p: "_Pending", fn: ast.FunctionDef) -> tuple:
         """What a recipe reads, its fingerprint and its arguments; `fn` is made the
@@ -459,13 +472,18 @@ class _Builder:
             {i.key for i in inputs if i.key} | ({"done"} if scan.generator else set())
         args = [a for a in candidates if a in keep or a in used]
         fp = hash_text(fast_dump(ast.Module(fn.body, [])))
+        keys_read = constant_keys(fn, [i.local for i in inputs])
+        last = fn.body[-1]
+        no_value = None
+        if isinstance(last, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and not scan.generator:
+            no_value = self.node_span(last)
         fn.args = ast.arguments(posonlyargs=[], args=[], kwonlyargs=[
             ast.copy_location(ast.arg(arg=a), fn) for a in args],
             kw_defaults=[None] * len(args), defaults=[])
         last = fn.body[-1]
         if isinstance(last, ast.Expr) and not scan.generator:
             fn.body[-1] = ast.copy_location(ast.Return(last.value), last)
-        return fp, scan, tuple(args)
+        return fp, scan, tuple(args), keys_read, no_value
 
 
 class _Misplaced(Exception):

@@ -24,6 +24,13 @@ def param_repr(value: Any) -> str:
     return repr(value)
 
 
+def param_view(value: Any, keys: tuple | None) -> Any:
+    """What a step reads of a parameter: the keys it reads of a dict (all when None)."""
+    if keys is None or not isinstance(value, dict):
+        return value
+    return {k: value[k] for k in keys if k in value}
+
+
 class Planner:
     """Judges steps against the state; memoises parameter and source digests."""
 
@@ -36,8 +43,8 @@ class Planner:
         self.params = params
         self.forced = forced or set()
         self.always = always
-        self._param_fp: dict[str, str] = {}
-        self._params_fps: dict[tuple[str, ...], str] = {}
+        self._param_fp: dict[tuple, str] = {}
+        self._params_fps: dict[tuple, str] = {}
         self._tags: dict[str, str] = {}
         self._files: dict[str, tuple[str, str]] | None = None
         self._sources: dict[tuple[str, str | None], str | None] = {}
@@ -48,10 +55,11 @@ class Planner:
 
     # -- fingerprints of parameters and inputs ---------------------------------------
 
-    def param_fp(self, name: str) -> str:
-        fp = self._param_fp.get(name)
+    def param_fp(self, name: str, keys: tuple | None = None) -> str:
+        fp = self._param_fp.get((name, keys))
         if fp is None:
-            fp = self._param_fp[name] = hash_text(param_repr(self.params[name]))
+            fp = self._param_fp[(name, keys)] = hash_text(
+                param_repr(param_view(self.params[name], keys)))
         return fp
 
     def input_tag(self, name: str) -> str:
@@ -130,7 +138,7 @@ class Planner:
         if self.always or node.name in self.forced:
             return lambda step, inputs, key: None
         code_fp = self.graph.code_fp[node.name]
-        params_fp = hash_parts(*[self.param_fp(p) for p in node.params])
+        params_fp = hash_parts(*[self.param_fp(p, k) for p, k in zip(node.params, node.param_keys)])
         tags = [self.input_tag(n) for n in node.inputs]
         rows = self.state._all_rows()
         cat = self.catalog
@@ -160,10 +168,10 @@ class Planner:
         its data inputs in order, None for one whose rule has yet to run."""
         g = self.graph
         code_fp = g.code_fp[node.name]
-        params_fp = self._params_fps.get(node.params)
+        params_fp = self._params_fps.get((node.params, node.param_keys))
         if params_fp is None:
-            params_fp = self._params_fps[node.params] = hash_parts(
-                *[self.param_fp(p) for p in node.params])
+            params_fp = self._params_fps[(node.params, node.param_keys)] = hash_parts(
+                *[self.param_fp(p, k) for p, k in zip(node.params, node.param_keys)])
         known = None not in inputs
         inputs_fp = None
         sig = None
@@ -213,8 +221,8 @@ class Planner:
         if rec.params_fp != params_fp:
             old = detail.get("params", {})
             changed = False
-            for p in node.params:
-                new = param_repr(self.params[p])
+            for p, k in zip(node.params, node.param_keys):
+                new = param_repr(param_view(self.params[p], k))
                 if old.get(p) != new:
                     reasons.append(Reason("param-changed", p, old.get(p), new))
                     changed = True
@@ -299,7 +307,8 @@ class Planner:
     def detail(self, node: RuleNode, inputs: list[str]) -> dict[str, Any]:
         """What a step's record keeps for explaining its next rebuild."""
         return {
-            "params": {p: param_repr(self.params[p]) for p in node.params},
+            "params": {p: param_repr(param_view(self.params[p], k))
+                       for p, k in zip(node.params, node.param_keys)},
             "inputs": {n: f"{d}{self.input_tag(n)}" for n, d in zip(node.inputs, inputs)},
             "code": self.graph.code_deps.get(node.name, {}),
         }

@@ -53,11 +53,9 @@ class Project:
         self.code_texts: dict[str, str] = {}
         self.warnings: list[Diagnostic] = []
         self.graph: graph_mod.Graph = parsecache.load(self)
-        self.params = dict(self.graph.params)
-        for k, v in (params or {}).items():
-            if k not in self.params:
-                raise UsageError("unknown-param", name=k, best=suggest(k, self.params))
-            self.params[k] = v
+        from .overrides import apply
+
+        self.params = apply(self.graph.params, params or {})
         self.catalog = Catalog(self.root, self.graph.datasets, env, self.graph.locations)
         self._state: State | None = None
         self._namespaces: dict[str, Any] = {}

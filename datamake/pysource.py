@@ -288,3 +288,30 @@ def binds(stmt: ast.stmt, name: str) -> bool:
         return any((a.asname or a.name).split(".")[0] == name for a in stmt.names)
     return any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.id == name
                for n in ast.walk(stmt))
+
+
+def constant_keys(fn: ast.AST, names: list[str]) -> tuple[tuple[str, tuple], ...]:
+    """For each of `names` that `fn` reads only as `name[CONSTANT]` (a string or integer
+    key, never the whole value, never assigned or changed), the keys it reads, sorted.
+    A step that reads `model["depth"]` depends on that key of `model`, not on the rest."""
+    want = set(names)
+    keys: dict[str, set] = {n: set() for n in names}
+    whole: set[str] = set()
+    subscripted: set[int] = set()  # ids of Name nodes read as `name[CONSTANT]`
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) \
+                and n.value.id in want:
+            sl = n.slice
+            if isinstance(n.ctx, ast.Load) and isinstance(sl, ast.Constant) \
+                    and type(sl.value) in (str, int):
+                keys[n.value.id].add(sl.value)
+                subscripted.add(id(n.value))
+            else:
+                whole.add(n.value.id)
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Name) and n.id in want and id(n) not in subscripted:
+            whole.add(n.id)  # read whole, passed on, assigned or deleted
+        elif isinstance(n, ast.arg) and n.arg in want:
+            whole.add(n.arg)  # a nested function's own argument of that name
+    return tuple((name, tuple(sorted(keys[name], key=repr))) for name in names
+                 if name not in whole and keys[name])

@@ -60,10 +60,10 @@ LAYERS = {
     "graph": ["graph", "fingerprint", "recipe"],
     "data": ["catalog", "cache", "state", "report_index", "notebook", "notebook_rule",
              "report_versions"],
-    "project": ["parsecache", "project"],
+    "project": ["overrides", "parsecache", "project"],
     "plan": ["planner"],
     "run": ["worker", "runners", "recorder", "builder", "executor"],
-    "api": ["api", "console", "explain", "ui.code", "ui.source", "ui.export", "ui.server",
+    "api": ["api", "status", "console", "explain", "ui.code", "ui.source", "ui.export", "ui.server",
             "dag", "watch"],
     "cli": ["cli", "__main__", ""],
 }

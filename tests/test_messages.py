@@ -165,6 +165,14 @@ CASES: dict[str, Case] = {
     "option-not-literal": Case(df('dataset raw = "raw.csv" as csv(sep=chr(59))\n')),
     "option-too-big": Case(df(f'dataset raw = "raw.csv" as csv(n={HUGE})\n')),
     "unknown-format": Case(df('dataset raw = "raw.csv" as cvs\nout: raw\n    raw\n')),
+    "format-option-unknown": Case(df('dataset raw = "raw.csv" as csv(sepp=";")\n'
+                                     'out: raw\n    raw\n')),
+    "extension-unknown": Case(df('dataset out = "out.weird"\nout:\n    1\n')),
+    "same-location": Case(df('dataset raw = "data/x.csv"\ndataset out = "data/./x.csv"\n'
+                             'out: raw\n    raw\n')),
+    "no-value": Case(df('out:\n    x = 1\n')),
+    "params-file-env-unset": Case(df('params "conf/${DM_NO_SUCH_VARIABLE}/p.yaml"\n'),
+                                  setup=lambda mp, p: mp.delenv("DM_NO_SUCH_VARIABLE", False)),
     "format-plugin-broken": Case(df('dataset raw = "raw.x" as broken\nout: raw\n    raw\n'),
                                  setup=_broken_plugin),
     # -- Python in the Datafile
@@ -244,6 +252,15 @@ CASES: dict[str, Case] = {
     "no-datafile-above": Case({}, api=lambda p: _find(p)),
     "chdir-failed": Case(df("out:\n    1\n"), args=("-C", "nowhere")),
     "unknown-param": Case(df("param size = 1\nout: size\n    size\n"), args=("sise=2",)),
+    "override-not-literal": Case(df("param size = 1\nout: size\n    size\n"),
+                                 args=("size=[1,",)),
+    "override-not-mapping": Case(df("param size = 1\nout: size\n    size\n"),
+                                 args=("size.depth=2",)),
+    "override-no-key": Case(df('param model = {"depth": 3}\nout: model\n    model\n'),
+                            args=("model.dpeth=4",)),
+    "dry-run-unknown": Case(df('dataset raw = "${DM_NO_SUCH_VARIABLE}/raw.txt"\n'
+                               'out: raw\n    raw\n'), args=("-n",),
+                            setup=lambda mp, p: mp.delenv("DM_NO_SUCH_VARIABLE", False)),
     "no-rules": Case(df("param size = 1\n"), args=()),
     "unknown-target": Case(df("out:\n    1\n"), args=("oot",)),
     "target-is-param": Case(df("param size = 1\nout: size\n    size\n"), args=("size",)),
