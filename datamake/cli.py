@@ -467,11 +467,10 @@ def _ui(file: str, overrides: dict[str, Any], raw: list[str], reporter, port: in
         poll: float | None) -> int:
     """`--ui`: serve the pipeline page until Ctrl-C (with `--watch`, `poll` given: and
     rebuild on change meanwhile)."""
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise UsageError('--ui needs the page\'s web server: pip install "datamake[ui]"') from None
+    from .extras import require
+
+    for module in ("starlette", "uvicorn"):
+        require(module, "--ui", "the page's web server")
     from .errors import DatafileError
     from .project import Project
     from .ui.server import ListenError, serve

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from .cache import Caches, limit as cache_limit
 from .catalog import clean_temps, local_stamp, stable
 from .errors import CatalogError, UsageError
+from .extras import MissingExtraError
 from .graph import RuleNode
 from .hashing import hash_text
 from .planner import Planner, Reason, Verdict
@@ -677,6 +678,8 @@ class _Build:
 
             if isinstance(outcome, KeyboardInterrupt) and processes.interrupted():
                 raise outcome
+            if isinstance(outcome, MissingExtraError):
+                raise outcome  # the install's fault, not the step's: one line, exit 2
             if isinstance(outcome, RecipeFailure):
                 text, summary, help_ = outcome.text, outcome.summary, None
             elif isinstance(outcome, (CatalogError, InputMissing)):
