@@ -23,7 +23,8 @@ CODES = ("forced", "no-record", "missing-output", "output-changed", "recipe-chan
          "param-changed", "input-changed", "upstream")
 
 class Reason(NamedTuple):
-    """Why a step runs: a code of SPEC section 5, the name concerned, old and new."""
+    """Why a step runs: a reason code (docs/staleness.md lists them), the name concerned,
+    old and new."""
 
     code: str
     name: str | None = None

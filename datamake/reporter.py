@@ -210,7 +210,7 @@ class JsonReporter(Reporter):
 
 
 def plan_json(result: "BuildResult") -> dict[str, Any]:
-    """`-n --json`: {"run": [...], "fresh": [...], "reasons": {...}} (SPEC section 6)."""
+    """`-n --json`: {"run": [...], "fresh": [...], "reasons": {...}} (docs/cli.md)."""
     run = [n for n, o in result.outcomes.items() if o.status == "planned"]
     doc: dict[str, Any] = {
         "run": run,
@@ -225,7 +225,7 @@ def plan_json(result: "BuildResult") -> dict[str, Any]:
 
 
 def build_json(result: "BuildResult") -> dict[str, Any]:
-    """A build's `--json`: built, fresh, cached, failed and seconds (SPEC section 6)."""
+    """A build's `--json`: built, fresh, cached, failed and seconds (docs/cli.md)."""
     return {
         "built": result.names("built"),
         "fresh": result.names("fresh"),
