@@ -70,7 +70,7 @@ def test_init_scaffolds_a_project_that_builds_and_tests_at_once(tmp_path):
     env = clean_env(PYTHONPATH=str(REPO))
     r = subprocess.run([sys.executable, "-m", "datamake", "--init"], cwd=tmp_path, env=env,
                        capture_output=True, text=True)
-    assert r.code if False else r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stderr
     for f in ("Datafile", "nodes.py", "tests/test_nodes.py", ".gitignore",
               "data/01_raw/numbers.json", "data/08_reporting/.gitkeep"):
         assert (tmp_path / f).exists(), f
