@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from .cache import Caches
 from .catalog import stable
 from .errors import CatalogError, UsageError
+from .extras import MissingExtraError
 from .graph import RuleNode
 from .outcomes import BuildResult, Outcome, Verdict
 from .planner import Planner
@@ -511,6 +512,8 @@ class Builder:
 
             if isinstance(outcome, KeyboardInterrupt) and processes.interrupted():
                 raise outcome
+            if isinstance(outcome, MissingExtraError):
+                raise outcome  # the install's fault, not the step's: one line, exit 2
             if isinstance(outcome, RecipeFailure):
                 text, summary, help_ = outcome.text, outcome.summary, None
             elif isinstance(outcome, (CatalogError, InputMissing)):

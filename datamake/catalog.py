@@ -861,6 +861,10 @@ def open_filesystem(url: str):
     import fsspec
 
     protocol = url.split("://", 1)[0] if locations.is_url(url) else "file"
+    if protocol in ("s3", "s3a"):
+        from .extras import require
+
+        require("s3fs", f"an `{protocol}://` location")
     fs = fsspec.filesystem(protocol, **storage_options(protocol))
     if protocol in ("s3", "s3a"):
         fs.retries = 1  # s3fs's own loop would multiply botocore's attempts: one try

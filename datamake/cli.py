@@ -54,7 +54,8 @@ class _Command(click.Command):
 
 @click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"],
                                                "max_content_width": 100})
-@click.argument("args", nargs=-1, metavar="[TARGET ...] [NAME=VALUE ...]")
+@click.argument("args", nargs=-1, metavar="[TARGET ...] [NAME=VALUE ...]",
+                shell_complete=lambda c, p, i: _complete_targets(c, i))
 @click.option("-f", "--file", "file", default="Datafile", metavar="FILE",
               help="The Datafile (default: Datafile in the current folder).")
 @click.option("-C", "--directory", metavar="DIR", help="Change to DIR first.")
@@ -100,6 +101,19 @@ class _Command(click.Command):
                    "rebuild on change); Ctrl-C stops.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, metavar="N",
               help="With --ui, the port to serve on (default: a free one).")
+# -- housekeeping (issue 14): options, never targets, so none collides with a rule's name
+@click.option("--clean", is_flag=True,
+              help="Remove what datamake built (outputs, their partitions and versions, "
+                   "their records, the local cache); sources are never touched. With -n: "
+                   "list it.")
+@click.option("--init", "init_", is_flag=True,
+              help="Write a new project into the current folder (never overwrites a file).")
+@click.option("--runs", "runs_step", is_flag=False, flag_value="", default=None,
+              metavar="[STEP]", shell_complete=lambda c, p, i: _complete_targets(c, i),
+              help="The recorded builds (STEP: that step's runs over time).")
+@click.option("--log-file", metavar="PATH",
+              help="Also write the build's output to PATH, as plain text.")
+# --
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--quiet", is_flag=True, help="Print only errors and the summary of failures.")
 @click.version_option(package_name="datamake", prog_name="datamake")
@@ -109,7 +123,8 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
          check: bool, cache_url: str | None, no_cache: bool, cache_read_only: bool,
          history: str | None, diff: str | None, gc_size: str | None, watch: bool,
          poll: float, as_json: bool, quiet: bool, jobs: int, executor: str, ui: bool,
-         port: int) -> None:
+         port: int, clean: bool, init_: bool, runs_step: str | None,
+         log_file: str | None) -> None:
     """datamake: Make for data. Builds TARGET (default: the first rule) and exactly the
     stale part of the pipeline it needs. A TARGET is a rule's output, an alias, or one
     partition of a pattern rule's output: 'name[key]'."""
@@ -126,7 +141,8 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
                  output=output, check=check, cache_url=cache_url, no_cache=no_cache,
                  cache_read_only=cache_read_only, history=history, diff=diff,
                  gc_size=gc_size, as_json=as_json, quiet=quiet, watch=watch, poll=poll,
-                 jobs=jobs, executor=executor, ui=ui, port=port))
+                 jobs=jobs, executor=executor, ui=ui, port=port, clean=clean, init=init_,
+                 runs=runs_step, log_file=log_file))
 
 
 def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: bool,
@@ -136,7 +152,8 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         no_cache: bool = False, history: str | None = None, diff: str | None = None,
         gc_size: str | None = None, watch: bool = False, poll: float = 10.0, jobs: int = 1,
         executor: str = "local", cache_read_only: bool = False, ui: bool = False,
-        port: int = 0) -> int:
+        port: int = 0, clean: bool = False, init: bool = False, runs: str | None = None,
+        log_file: str | None = None) -> int:
     """The command line's work; returns the exit code."""
     from .console import JsonReporter, LiveReporter, Reporter
 
@@ -147,13 +164,18 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
     else:
         reporter = Reporter(quiet=quiet)
     project = None
+    log = None
     try:
         if directory:
             try:
                 os.chdir(directory)
             except OSError as e:
                 raise UsageError("chdir-failed", folder=directory, reason=e.strerror) from None
+        if log_file:
+            log, reporter = _open_log(log_file, reporter)
         targets, overrides, raw = split_args(args)
+        if init:
+            return _init(reporter, as_json)
         from .project import Project
 
         if ui:
@@ -184,6 +206,10 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
             return _diff(project, diff, targets, reporter, as_json)
         if gc_size is not None:
             return _gc(project, gc_size, reporter, as_json)
+        if clean:
+            return _clean(project, reporter, as_json, dry_run)
+        if runs is not None:
+            return _runs(project, runs, reporter, as_json)
         if project.warnings and not as_json and not quiet:
             reporter.diagnostics(project.warnings)
         asked = list(targets)
@@ -249,6 +275,8 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
     finally:
         if project is not None:
             project.close()
+        if log is not None:
+            log.close()
 
 
 def entry() -> None:
@@ -493,6 +521,105 @@ def _num(v) -> str:
     return "-" if v is None else f"{v:.6g}"
 
 
+# -- housekeeping: --clean, --init, --runs, --log-file, and shell completion --------------
+
+
+def _open_log(path: str, reporter):
+    """The log file, and a reporter that writes to it too. Raises UsageError."""
+    import time
+
+    from .housekeeping import TeeReporter
+
+    try:
+        f = open(path, "a", encoding="utf-8")
+    except OSError as e:
+        raise UsageError("log-file-unwritable", path=path, reason=e.strerror or e) from None
+    f.write(f"datamake log: {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+            f"{' '.join(['datamake', *sys.argv[1:]])}\n")
+    return f, TeeReporter(reporter, f)
+
+
+def _init(reporter, as_json: bool) -> int:
+    from pathlib import Path
+
+    from .housekeeping import init
+
+    written = init(Path.cwd())
+    if as_json:
+        reporter.document({"written": written})
+    else:
+        reporter.print("\n".join([f"wrote  {p}" for p in written] + [
+            "datamake: a new project; build it with `datamake`, test it with `python -m pytest`"]))
+    return EXIT_OK
+
+
+def _clean(project, reporter, as_json: bool, dry_run: bool) -> int:
+    from .housekeeping import clean, to_clean
+
+    state = project.state
+    if not dry_run:
+        state.lock(reporter.waiting_for_lock)
+    try:
+        doomed = to_clean(project)
+        records = objects = 0
+        if not dry_run:
+            records, objects = clean(project, doomed)
+    finally:
+        if not dry_run:
+            state.unlock()
+    if as_json:
+        reporter.document({"dry_run": dry_run, "removed": [d.shown for d in doomed],
+                           "records": records, "cached_objects": objects})
+        return EXIT_OK
+    verb = "would remove" if dry_run else "removed"
+    lines = [f"{verb}  {d.shown}" for d in doomed]
+    if dry_run:
+        lines.append(f"datamake: --clean would remove {len(doomed)} built files, the records "
+                     f"of the steps that built them and the local cache")
+    else:
+        lines.append(f"datamake: removed {len(doomed)} built files, {records} step records "
+                     f"and {objects} cached objects")
+    reporter.print("\n".join(lines))
+    return EXIT_OK
+
+
+def _runs(project, step: str, reporter, as_json: bool) -> int:
+    from .housekeeping import runs, runs_table, step_runs, step_table
+
+    if step:
+        from .steps import split_step
+
+        name = split_step(step)[0]
+        if name not in project.graph.rules and name not in project.graph.producer:
+            from .diagnostics import suggest
+
+            raise UsageError("runs-unknown-step", step=step,
+                             best=suggest(name, project.graph.rules))
+        step = project.graph.producer.get(step, step)
+        rows = step_runs(project.state, step)
+        if as_json:
+            reporter.document({"step": step, "runs": rows})
+        else:
+            reporter.print(step_table(step, rows))
+        return EXIT_OK
+    rows = runs(project.state)
+    if as_json:
+        reporter.document(rows)
+    else:
+        reporter.print(runs_table(rows))
+    return EXIT_OK
+
+
+def _complete_targets(ctx: click.Context, incomplete: str) -> list:
+    """Target names for shell completion: from the Datafile's text alone (no parse, no
+    import of the layers), and nothing, never a traceback, when there is none."""
+    from .completion import target_names
+
+    params = ctx.params if ctx is not None else {}
+    names = target_names(params.get("file") or "Datafile", params.get("directory"))
+    return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
 def _watch(file: str, overrides: dict[str, Any], reporter, poll: float) -> int:
     from pathlib import Path
 
@@ -526,11 +653,10 @@ def _ui(file: str, overrides: dict[str, Any], raw: list[str], reporter, port: in
         poll: float | None) -> int:
     """`--ui`: serve the pipeline page until Ctrl-C (with `--watch`, `poll` given: and
     rebuild on change meanwhile)."""
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise UsageError("ui-missing") from None
+    from .extras import require
+
+    for module in ("starlette", "uvicorn"):
+        require(module, "--ui", "the page's web server")
     from .project import Project
     from .ui.server import ListenError, serve
     from .ui.source import LocalSource

@@ -128,8 +128,22 @@ def check_options(reader: Callable, writer: Callable, options: dict[str, Any], f
             raise FormatError(f"format `{fmt}` has no option `{k}`")
 
 
+def _pandas(fmt: str):
+    """pandas, for the `fmt` format (MissingExtraError naming the extra when absent)."""
+    from .extras import require
+
+    return require("pandas", f"the {fmt} format")
+
+
+def _engine(module: str, fmt: str) -> None:
+    """The library pandas hands the `fmt` format to, checked before pandas says it its way."""
+    from .extras import require
+
+    require(module, f"the {fmt} format")
+
+
 def _frame(value: Any, fmt: str):
-    import pandas as pd
+    pd = _pandas(fmt)
 
     if isinstance(value, pd.Series):
         return value.to_frame()
@@ -150,13 +164,13 @@ class Csv:
         return pd.read_csv, pd.DataFrame.to_csv
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
-        import pandas as pd
+        pd = _pandas("csv")
 
         check_options(pd.read_csv, pd.DataFrame.to_csv, options, "csv")
         return pd.read_csv(f, **_accepted(pd.read_csv, options))
 
     def save(self, value: Any, f: BinaryIO, options: dict[str, Any]) -> None:
-        import pandas as pd
+        pd = _pandas("csv")
 
         check_options(pd.read_csv, pd.DataFrame.to_csv, options, "csv")
         opts = {"index": False, **_accepted(pd.DataFrame.to_csv, options)}
@@ -173,14 +187,16 @@ class Parquet:
     safe_to_load = True  # pyarrow >= 14.0.1: older ones unpickled extension types
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
-        import pandas as pd
+        pd = _pandas("parquet")
+        _engine("pyarrow", "parquet")
 
         # Both take **kwargs (passed on to pyarrow): the writer's own options stay out.
         opts = {k: v for k, v in options.items() if k not in _PARQUET_WRITE_ONLY}
         return pd.read_parquet(f, **_accepted(pd.read_parquet, opts))
 
     def save(self, value: Any, f: BinaryIO, options: dict[str, Any]) -> None:
-        import pandas as pd
+        pd = _pandas("parquet")
+        _engine("pyarrow", "parquet")
 
         _frame(value, "parquet").to_parquet(f, **_accepted(pd.DataFrame.to_parquet, options))
 
@@ -196,13 +212,15 @@ class Excel:
         return pd.read_excel, pd.DataFrame.to_excel
 
     def load(self, f: BinaryIO, options: dict[str, Any]) -> Any:
-        import pandas as pd
+        pd = _pandas("excel")
+        _engine("openpyxl", "excel")
 
         check_options(pd.read_excel, pd.DataFrame.to_excel, options, "excel")
         return pd.read_excel(f, **{"engine": "openpyxl", **_accepted(pd.read_excel, options)})
 
     def save(self, value: Any, f: BinaryIO, options: dict[str, Any]) -> None:
-        import pandas as pd
+        pd = _pandas("excel")
+        _engine("openpyxl", "excel")
 
         check_options(pd.read_excel, pd.DataFrame.to_excel, options, "excel")
         opts = {"index": False, "engine": "openpyxl", **_accepted(pd.DataFrame.to_excel, options)}

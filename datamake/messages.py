@@ -308,14 +308,16 @@ MESSAGES: dict[str, Message] = {
     "gc-size": Message("--gc: `{size}` is not a size", "write e.g. `--gc 5G`, `--gc 500M`"),
     "unknown-executor": Message("unknown executor `{executor}`",
                                 "use `local`, `dask` or `dask://HOST:PORT`"),
-    "dask-missing": Message("--executor dask needs dask.distributed",
-                            'install it: pip install "datamake[dask]"'),
+    "extra-missing": Message("{what} needs {needs}: {install}"),
+    "init-exists": Message("--init: {files} {verb} already; nothing written",
+                           "run --init in an empty folder, or move those files away"),
+    "log-file-unwritable": Message("--log-file: cannot write `{path}`: {reason}"),
+    "runs-unknown-step": Message("--runs: no step named `{step}`", (_MEAN,)),
     "dask-unreachable": Message("cannot reach the Dask scheduler at `{address}`: {reason}"),
     "dask-local-files": Message(
         "the Dask workers at `{address}` cannot see this machine's files: {datasets}",
         "put those datasets on storage the workers share (e.g. s3://...), or run with "
         "`--executor dask` (a local cluster)"),
-    "ui-missing": Message('--ui needs the page\'s web server: pip install "datamake[ui]"'),
     "port-unavailable": Message("cannot serve the page on 127.0.0.1:{port}: {reason}",
                                 "choose another port with --port N, or leave it out for a "
                                 "free one"),

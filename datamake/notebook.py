@@ -44,10 +44,6 @@ EXPORTS = ("metrics",)
 _INJECTED_TAG = "injected-parameters"  # papermill's tag for the same cell
 
 
-class NotebookUnavailableError(NotebookError):
-    """The `notebook` extra is not installed."""
-
-
 class NotebookCellError(NotebookError):
     """A cell raised. `path`, `cell` (1-based, counting every cell of the notebook,
     markdown too, as Jupyter shows them) and `line` say where: for a `.py` notebook the
@@ -107,21 +103,16 @@ class NotebookResult:
 # ---------------------------------------------------------------- running
 
 def _require() -> None:
-    try:
-        import jupytext  # noqa: F401
-        import nbclient  # noqa: F401
-        import nbconvert  # noqa: F401
-        import nbformat  # noqa: F401
-        import ipykernel  # noqa: F401
-    except ImportError as e:
-        raise NotebookUnavailableError(
-            f"notebook recipes need the `notebook` extra ({e.name} is not installed)",
-            help="pip install 'datamake[notebook]'") from None
+    from .extras import require
+
+    for module in ("jupytext", "nbclient", "nbconvert", "nbformat", "ipykernel"):
+        require(module, "a notebook recipe")
 
 
 def read(path: str | os.PathLike) -> Any:
     """The notebook at `path` as an nbformat notebook (`.py`: jupytext percent format;
-    `.ipynb`: nbformat). Raises NotebookFormatError, NotebookUnavailableError."""
+    `.ipynb`: nbformat). Raises NotebookFormatError, MissingExtraError (the
+    `notebook` extra is not installed)."""
     _require()
     import jupytext
     import nbformat
@@ -160,7 +151,7 @@ def run_notebook(path: str | os.PathLike, values: Mapping[str, Any], *,
     how errors name the notebook (default: `path` as given).
 
     Raises NotebookCellError, NotebookTimeoutError, NotebookKernelError,
-    NotebookFormatError, NotebookUnavailableError, or NotebookError (a value that does
+    NotebookFormatError, MissingExtraError, or NotebookError (a value that does
     not pickle, a `metrics` that is not a dict).
     """
     nb = read(path)
@@ -576,7 +567,8 @@ def rerender(path: str | os.PathLike, executed: str, *, title: str | None = None
     the `page` fingerprint and not the `code` one (markdown, comments, formatting).
 
     Raises NotebookChangedError when the code cells differ from the executed ones
-    (then run the notebook again), and NotebookFormatError, NotebookUnavailableError."""
+    (then run the notebook again), and NotebookFormatError, MissingExtraError (the
+    `notebook` extra is not installed)."""
     import nbformat
 
     shown = shown_path or str(path)

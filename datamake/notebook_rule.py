@@ -92,8 +92,6 @@ def run(ctx: "Context", node: "RuleNode", step: str, pins: dict[int, str] | None
                                     f"{e.traceback}\n") from None
     except nb.NotebookError as e:
         text = str(e) + (f"\nhelp: {e.help}" if e.help else "")
-        if isinstance(e, nb.NotebookUnavailableError):
-            text = f"{e}\nhelp: {INSTALL}"
         raise RecipeFailure(str(e).split("\n", 1)[0], text + "\n") from None
     return [cat.write(node.outputs[0], html)]
 

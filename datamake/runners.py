@@ -265,10 +265,10 @@ class DaskRunner(Runner):
     staleness, early cutoff and recording stay here."""
 
     def __init__(self, address: str | None, size: int):
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise UsageError("dask-missing") from None
+        from .extras import require
+
+        distributed = require("distributed", "--executor dask", "dask.distributed")
+        Client, LocalCluster = distributed.Client, distributed.LocalCluster
         if address is None:
             import logging
 

@@ -1031,6 +1031,24 @@ class State:
         return None if row is None else row[0]
 
     @_guarded
+    def runs(self, limit: int = 50) -> list[tuple[int, float, float | None, str, str | None,
+                                                 dict[str, int]]]:
+        """The latest `limit` runs, oldest first: (id, started, finished, argv as JSON,
+        status, steps per status)."""
+        db = self.db
+        if db is None:
+            return []
+        rows = db.execute("SELECT id, started, finished, argv, status FROM runs "
+                          "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        counts: dict[int, dict[str, int]] = {}
+        if rows:
+            for run, status, n in db.execute(
+                    "SELECT run, status, COUNT(*) FROM run_steps WHERE run >= ? "
+                    "GROUP BY run, status", (rows[-1][0],)):
+                counts.setdefault(run, {})[status] = n
+        return [(*r, counts.get(r[0], {})) for r in reversed(rows)]
+
+    @_guarded
     def history(self, node: str, limit: int = 20) -> list[tuple[float, str, float]]:
         """(started, status, seconds) of the latest runs of a step."""
         db = self.db

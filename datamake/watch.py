@@ -115,7 +115,9 @@ def watch(argv: list[str], datafile: Path, load: Callable[[], Any],
     interrupted. `datafile` is the Datafile's path, watched even while it does not load;
     `load()` gives a fresh Project (or raises); `say` prints a status line.
     Returns the exit code."""
-    from watchdog.observers import Observer
+    from .extras import require
+
+    Observer = require("watchdog.observers", "--watch", "watchdog").Observer
 
     q: "queue.Queue[str]" = queue.Queue()
     handler = _Handler(q)

@@ -51,7 +51,7 @@ def test_a_noop_build_does_not_parse_or_load_heavy_libraries(proj):
 # counting imports inside functions (a lazy import is still a dependency) but not those
 # under `if TYPE_CHECKING:` (annotations only). docs/architecture.md draws this.
 LAYERS = {
-    "base": ["errors", "messages", "hashing", "steps", "locations", "limits", "processes", "versions",
+    "base": ["errors", "messages", "extras", "completion", "hashing", "steps", "locations", "limits", "processes", "versions",
              "outcomes", "scheduler", "ui.events", "ui.api", "ui.page", "ui.live",
              "ui.preview", "ui"],
     "language": ["model", "diagnostics", "pysource", "notebook_cells", "syntax_errors",
@@ -63,7 +63,7 @@ LAYERS = {
     "project": ["overrides", "parsecache", "project"],
     "plan": ["planner"],
     "run": ["worker", "runners", "recorder", "builder", "executor"],
-    "api": ["api", "status", "console", "explain", "ui.code", "ui.source", "ui.export", "ui.server",
+    "api": ["api", "status", "housekeeping", "console", "explain", "ui.code", "ui.source", "ui.export", "ui.server",
             "dag", "watch"],
     "cli": ["cli", "__main__", ""],
 }

@@ -268,14 +268,16 @@ CASES: dict[str, Case] = {
     "load-unknown": Case(df("out:\n    1\n"), api=lambda p: _project(p).load("oot")),
     "load-alias": Case(df("all: out\nout:\n    1\n"), api=lambda p: _project(p).load("all")),
     "gc-size": Case(df("out:\n    1\n"), args=("--gc", "lots")),
+    "init-exists": Case(df("out:\n    1\n"), args=("--init",)),
+    "log-file-unwritable": Case(df("out:\n    1\n"), args=("--log-file", "no/such/dir/log.txt")),
+    "runs-unknown-step": Case(df("out:\n    1\n"), args=("--runs", "otu")),
     "unknown-executor": Case(df("out:\n    1\n"), args=("--executor", "spark")),
-    "dask-missing": Case(df("out:\n    1\n"), args=("--executor", "dask"),
-                         setup=_no_module("distributed")),
+    "extra-missing": Case(df("out:\n    1\n"), args=("--executor", "dask"),
+                          setup=_no_module("distributed")),
     "dask-unreachable": Case({}, direct=lambda: UsageError(
         "dask-unreachable", address="tcp://10.0.0.1:8786", reason="Timed out")),
     "dask-local-files": Case({}, direct=lambda: UsageError(
         "dask-local-files", address="tcp://10.0.0.1:8786", datasets="`raw` (raw.csv)")),
-    "ui-missing": Case(df("out:\n    1\n"), args=("--ui",), setup=_no_module("uvicorn")),
     "port-unavailable": Case(df("out:\n    1\n"), args=("--ui", "--port", "PORT"),
                              setup=lambda mp, p: _hold_port()),
     # -- `name[key]` on the command line

@@ -18,8 +18,9 @@ from pages import external_refs, open_offline
 from datamake import notebook as nbmod
 from datamake import notebook_cells as nbcells
 from datamake.notebook import (NotebookCellError, NotebookChangedError, NotebookError,
-                               NotebookTimeoutError, NotebookUnavailableError, fingerprints,
+                               NotebookTimeoutError, fingerprints,
                                rerender, run_notebook)
+from datamake.extras import MissingExtraError
 from datamake.report import BuildContext
 from datamake.versions import metrics_of
 
@@ -283,9 +284,10 @@ def test_values_that_cannot_cross_to_the_kernel_are_named(project):
 def test_without_the_extra_a_clear_error(project, monkeypatch):
     monkeypatch.setitem(sys.modules, "nbclient", None)  # as if not installed
     nb = write(project / "nb.py", "# %%\nx = 1\n")
-    with pytest.raises(NotebookUnavailableError, match="the `notebook` extra") as e:
+    with pytest.raises(MissingExtraError) as e:
         run_notebook(nb, {}, cwd=project)
-    assert e.value.help == "pip install 'datamake[notebook]'"
+    assert str(e.value) == 'a notebook recipe needs nbclient: pip install "datamake[notebook]"'
+    assert e.value.exit_code == 2
 
 
 # ---------------------------------------------------------------- fingerprints
