@@ -141,10 +141,14 @@ def test_versions_history_pins_and_diff(nums):
     assert os.path.exists(hist[0]["path"]) and hist[0]["path"].startswith(
         str(nums.path("out/.versions/report.html")))
     r = nums.run("--diff", "report")
-    assert r.out.splitlines()[1:] == [
+    lines = r.out.splitlines()[1:]
+    assert lines[:3] == [
         "  metric        before         after  change",
         "  n                  3             3  +0 (+0.0%)",
         "  total              6            60  +54 (+900.0%)"]
+    # And what the two were built from: the parameter, and the input it changed.
+    assert lines[3:5] == ["  parameters that changed:", "    k  1 -> 10"], lines
+    assert lines[5] == "  inputs that changed:" and lines[6].split()[0] == "scaled", lines
     # Pin the first version as an input of another rule.
     first = hist[0]["version"]
     nums.write("Datafile", DATAFILE + f"""
