@@ -30,7 +30,8 @@ SPACEFLIGHTS_NODES = {
     "companies", "shuttles", "reviews",  # sources
     "features", "test_size", "random_state",  # parameters
     "preprocessed_companies", "preprocessed_shuttles", "model_input", "X_train",
-    "regressor", "metrics", "report",  # rules (X_train also writes X_test, y_train, y_test)
+    "regressor", "metrics", "report", "evaluation",  # rules (X_train also writes X_test,
+    # y_train, y_test; evaluation is a notebook)
     "all",  # the alias
 }
 
