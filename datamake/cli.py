@@ -113,6 +113,9 @@ class _Command(click.Command):
               help="The recorded builds (STEP: that step's runs over time).")
 @click.option("--log-file", metavar="PATH",
               help="Also write the build's output to PATH, as plain text.")
+@click.option("--env", "env_name", metavar="NAME",
+              help="The environment: conf/NAME/ lays its parameters over conf/base/ and "
+                   "gives credentials (default: $DATAMAKE_ENV, else local).")
 # --
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--quiet", is_flag=True, help="Print only errors and the summary of failures.")
@@ -124,7 +127,7 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
          history: str | None, diff: str | None, gc_size: str | None, watch: bool,
          poll: float, as_json: bool, quiet: bool, jobs: int, executor: str, ui: bool,
          port: int, clean: bool, init_: bool, runs_step: str | None,
-         log_file: str | None) -> None:
+         log_file: str | None, env_name: str | None) -> None:
     """datamake: Make for data. Builds TARGET (default: the first rule) and exactly the
     stale part of the pipeline it needs. A TARGET is a rule's output, an alias, or one
     partition of a pattern rule's output: 'name[key]'."""
@@ -142,7 +145,7 @@ def main(args: tuple[str, ...], file: str, directory: str | None, dry_run: bool,
                  cache_read_only=cache_read_only, history=history, diff=diff,
                  gc_size=gc_size, as_json=as_json, quiet=quiet, watch=watch, poll=poll,
                  jobs=jobs, executor=executor, ui=ui, port=port, clean=clean, init=init_,
-                 runs=runs_step, log_file=log_file))
+                 runs=runs_step, log_file=log_file, env=env_name))
 
 
 def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: bool,
@@ -153,7 +156,7 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         gc_size: str | None = None, watch: bool = False, poll: float = 10.0, jobs: int = 1,
         executor: str = "local", cache_read_only: bool = False, ui: bool = False,
         port: int = 0, clean: bool = False, init: bool = False, runs: str | None = None,
-        log_file: str | None = None) -> int:
+        log_file: str | None = None, env: str | None = None) -> int:
     """The command line's work; returns the exit code."""
     from .console import JsonReporter, LiveReporter, Reporter
 
@@ -165,6 +168,7 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
         reporter = Reporter(quiet=quiet)
     project = None
     log = None
+    env_before: tuple[str | None] | None = None  # DATAMAKE_ENV as it was, once --env set it
     try:
         if directory:
             try:
@@ -173,6 +177,13 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
                 raise UsageError("chdir-failed", folder=directory, reason=e.strerror) from None
         if log_file:
             log, reporter = _open_log(log_file, reporter)
+        if env is not None:
+            from .envs import ENV_VAR, name_problem
+
+            if name_problem(env):
+                raise UsageError("env-name-invalid", name=env)
+            env_before = (os.environ.get(ENV_VAR),)
+            os.environ[ENV_VAR] = env  # for this build, and the processes it starts
         targets, overrides, raw = split_args(args)
         if init:
             return _init(reporter, as_json)
@@ -277,6 +288,13 @@ def run(args: tuple[str, ...], *, file: str, directory: str | None, dry_run: boo
             project.close()
         if log is not None:
             log.close()
+        if env_before is not None:  # called in process (tests, an editor's plugin)
+            from .envs import ENV_VAR
+
+            if env_before[0] is None:
+                os.environ.pop(ENV_VAR, None)
+            else:
+                os.environ[ENV_VAR] = env_before[0]
 
 
 def entry() -> None:

@@ -150,6 +150,8 @@ GITIGNORE = '''\
 data/0[2-8]_*/**
 !data/*/.gitkeep
 __pycache__/
+# Each developer's own environment: parameters laid over conf/base, credentials.
+conf/local/
 '''
 
 LAYERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input",

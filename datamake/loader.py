@@ -62,7 +62,8 @@ def _display(path: Path) -> str:
 
 def _load(path: Path, display: str, chain: tuple[Path, ...]) -> model.Datafile:
     df = parse_file(path, display)
-    sources = [str(path)] + [str((path.parent / pf.path).resolve()) for pf in df.params_files]
+    sources = [str(path)] + [str((path.parent / p).resolve()) for pf in df.params_files
+                             for p in (pf.path, pf.overlay) if p is not None]
     if any(r.recipe is not None and r.recipe.kind == "notebook" for r in df.rules):
         df = _with_notebooks(df, path.parent)
         sources.extend(r.recipe.notebook for r in df.rules  # type: ignore[union-attr]

@@ -309,6 +309,12 @@ MESSAGES: dict[str, Message] = {
     "unknown-executor": Message("unknown executor `{executor}`",
                                 "use `local`, `dask` or `dask://HOST:PORT`"),
     "extra-missing": Message("{what} needs {needs}: {install}"),
+    "env-name-invalid": Message("--env: `{name}` cannot name an environment",
+                                "an environment is one folder of `conf/`: letters, digits, "
+                                "`_`, `-` and `.`, e.g. `--env prod`"),
+    "credentials-invalid": Message("{reason}",
+                                   "a credentials file maps environment variables to "
+                                   "values, e.g. `AWS_ACCESS_KEY_ID: ...`"),
     "init-exists": Message("--init: {files} {verb} already; nothing written",
                            "run --init in an empty folder, or move those files away"),
     "log-file-unwritable": Message("--log-file: cannot write `{path}`: {reason}"),

@@ -26,6 +26,7 @@ class ParamsFile:
 
     path: str  # as written, relative to the Datafile
     span: Span
+    overlay: str | None = None  # the environment's file laid over it (envs.py), if any
 
 
 @dataclass(frozen=True)

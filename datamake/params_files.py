@@ -37,17 +37,33 @@ def expand(path: str, span) -> tuple[str, list[str]]:
 
 
 def read_params(pf: model.ParamsFile, base: Path) -> list[model.Param]:
-    """The parameters a `params "FILE"` line brings, read from `base / FILE` within the
-    limits on what a params file may hold. Raises DatafileError at the line."""
-    path = base / pf.path
+    """The parameters a `params "FILE"` line brings, read from `base / FILE` (and the
+    current environment's file laid over it, see envs.py) within the limits on what a
+    params file may hold. Raises DatafileError at the line."""
+    data = _read_mapping(pf, pf.path, base)
+    if pf.overlay is not None and (base / pf.overlay).is_file():
+        from .envs import merged
+
+        data = merged(data, _read_mapping(pf, pf.overlay, base))
+    out = []
+    for k, v in data.items():
+        if not isinstance(k, str) or not k.isidentifier() or len(k) > MAX_NAME:
+            raise error("params-bad-key", pf.span, path=pf.path, key=k, limit=MAX_NAME)
+        out.append(model.Param(k, v, pf.span))
+    return out
+
+
+def _read_mapping(pf: model.ParamsFile, rel: str, base: Path) -> dict:
+    """The mapping in params file `rel` (told at `pf`'s line). Raises DatafileError."""
+    path = base / rel
     try:
         raw = read_regular(path, MAX_PARAMS_BYTES)
     except NotRegularError:
-        raise error("params-not-regular", pf.span, path=pf.path) from None
+        raise error("params-not-regular", pf.span, path=rel) from None
     except TooBigError:
-        raise error("params-too-big", pf.span, path=pf.path, limit=MAX_PARAMS_BYTES) from None
+        raise error("params-too-big", pf.span, path=rel, limit=MAX_PARAMS_BYTES) from None
     except OSError as e:
-        raise error("params-unreadable", pf.span, path=pf.path, reason=e.strerror or e) from None
+        raise error("params-unreadable", pf.span, path=rel, reason=e.strerror or e) from None
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
@@ -63,25 +79,20 @@ def read_params(pf: model.ParamsFile, base: Path) -> list[model.Param]:
         elif suffix == ".json":
             data = json.loads(raw.decode("utf-8"))
         else:
-            raise error("params-unknown-type", pf.span, path=pf.path)
+            raise error("params-unknown-type", pf.span, path=rel)
     except DatafileError:
         raise
     except (RecursionError, MemoryError):  # the parser's own limit on nesting
-        raise error("params-too-deep", pf.span, path=pf.path, depth=MAX_DEPTH) from None
+        raise error("params-too-deep", pf.span, path=rel, depth=MAX_DEPTH) from None
     except Exception as e:  # each parser has its own error type
         kind = {".toml": "TOML", ".json": "JSON"}.get(suffix, "YAML")
-        raise error("params-unparsable", pf.span, path=pf.path, reason=_parse_failure(e),
+        raise error("params-unparsable", pf.span, path=rel, reason=_parse_failure(e),
                     kind=kind) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise error("params-not-mapping", pf.span, path=pf.path)
+        raise error("params-not-mapping", pf.span, path=rel)
     problem = value_problem(data)
     if problem is not None:
-        raise error("params-too-big-value", pf.span, path=pf.path, problem=problem)
-    out = []
-    for k, v in data.items():
-        if not isinstance(k, str) or not k.isidentifier() or len(k) > MAX_NAME:
-            raise error("params-bad-key", pf.span, path=pf.path, key=k, limit=MAX_NAME)
-        out.append(model.Param(k, v, pf.span))
-    return out
+        raise error("params-too-big-value", pf.span, path=rel, problem=problem)
+    return data

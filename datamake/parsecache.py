@@ -62,8 +62,8 @@ def read_cache(proj: "Project") -> graph_mod.Graph | None:
     restamp = False
     for path, stamp, digest in data["sources"]:
         now = local_stamp(path)
-        if now == stamp:
-            continue
+        if now == stamp or (now is None and not stamp and not digest):
+            continue  # unchanged, or still missing (an environment's file not written)
         if now is None or hash_file(path) != digest:
             return None
         restamp = True

@@ -167,10 +167,15 @@ class _Builder:
         """`params "FILE"`, its `${VAR}`s expanded from the environment as in locations."""
         from .params_files import expand
 
+        from .envs import ENV_VAR, overlay
+
         written, span = self.string(tok), self.span(tok)
         path, names = expand(written, span)
         self.env_read.extend(names)
-        return model.ParamsFile(path, span)
+        over = overlay(path)
+        if over is not None:
+            self.env_read.append(ENV_VAR)  # another environment lays another file over it
+        return model.ParamsFile(path, span, over)
 
     # -- literals -------------------------------------------------------------------
 

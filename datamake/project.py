@@ -52,6 +52,12 @@ class Project:
         self._sources_digest = ""
         self.code_texts: dict[str, str] = {}
         self.warnings: list[Diagnostic] = []
+        from .envs import CredentialsError, load_credentials
+
+        try:  # before anything reads storage; names only, never values, are kept
+            self.credentials = load_credentials(self.root)
+        except CredentialsError as e:
+            raise UsageError("credentials-invalid", reason=str(e)) from None
         self.graph: graph_mod.Graph = parsecache.load(self)
         from .overrides import apply
 

@@ -28,6 +28,7 @@ class Result(NamedTuple):
 def clean_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("DATAMAKE_ENV", None)  # a developer's own environment is not the tests'
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "100"
     env.update(extra)

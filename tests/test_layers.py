@@ -51,7 +51,7 @@ def test_a_noop_build_does_not_parse_or_load_heavy_libraries(proj):
 # counting imports inside functions (a lazy import is still a dependency) but not those
 # under `if TYPE_CHECKING:` (annotations only). docs/architecture.md draws this.
 LAYERS = {
-    "base": ["errors", "messages", "extras", "completion", "hashing", "steps", "locations", "limits", "processes", "versions",
+    "base": ["errors", "messages", "extras", "completion", "envs", "hashing", "steps", "locations", "limits", "processes", "versions",
              "outcomes", "scheduler", "ui.events", "ui.api", "ui.page", "ui.live",
              "ui.preview", "ui"],
     "language": ["model", "diagnostics", "pysource", "notebook_cells", "syntax_errors",

@@ -269,6 +269,10 @@ CASES: dict[str, Case] = {
     "load-alias": Case(df("all: out\nout:\n    1\n"), api=lambda p: _project(p).load("all")),
     "gc-size": Case(df("out:\n    1\n"), args=("--gc", "lots")),
     "init-exists": Case(df("out:\n    1\n"), args=("--init",)),
+    "env-name-invalid": Case(df("out:\n    1\n"), args=("--env", "../prod")),
+    "credentials-invalid": Case(df("out:\n    1\n", **{"conf/prod/credentials.yaml":
+                                                       "KEY: [s3cr3t\n"}),
+                                args=("--env", "prod")),
     "log-file-unwritable": Case(df("out:\n    1\n"), args=("--log-file", "no/such/dir/log.txt")),
     "runs-unknown-step": Case(df("out:\n    1\n"), args=("--runs", "otu")),
     "unknown-executor": Case(df("out:\n    1\n"), args=("--executor", "spark")),
