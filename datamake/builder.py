@@ -4,6 +4,8 @@ ones restored, stale ones handed to the runner (in this process, a pool of proce
 a Dask cluster); what comes back is recorded the moment it does, so an interrupted build
 keeps its progress. Which rule may start is the scheduler's; what is written down, the
 recorder's.
+
+Just over 500 lines: judging, restoring and running steps share one build's state.
 """
 from __future__ import annotations
 

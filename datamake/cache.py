@@ -30,6 +30,9 @@ What a cache holds is input, never a path or code (docs/security.md says it for 
 The shared cache never fails a build: its failures are warnings, and after one the
 build stops asking it (a storage that times out would otherwise cost every step the
 timeouts).
+
+Its length (over 500 lines) is the trust model: local and shared caches, digests, HMAC
+entries and what may be restored from where are one set of rules.
 """
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ Local paths go straight to `os` (a stat costs microseconds; fsspec's local layer
 more than the check itself). Every write is atomic: the value is saved to a temporary
 file on the same filesystem and renamed into place only once complete, so a reader
 never sees half a file and a failed recipe leaves the previous version in place.
+
+Its length (over 500 lines) is its one job: every way a dataset is stored and found, local
+and remote, with storage errors said plainly; it stays the only user of fsspec.
 """
 from __future__ import annotations
 

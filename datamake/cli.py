@@ -1,6 +1,10 @@
 """The command line: the only user of click. Flags become a call into the layers below;
 errors become exit codes (0 ok, 1 a recipe failed or `-q` found work, 2 the Datafile or
-the command line is wrong, 130 interrupted, 143 stopped by SIGTERM)."""
+the command line is wrong, 130 interrupted, 143 stopped by SIGTERM).
+
+Over 500 lines because each option, and the small command it maps to, is here and
+only here; the commands' work is in the layers below.
+"""
 from __future__ import annotations
 
 import os

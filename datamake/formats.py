@@ -11,6 +11,8 @@ import, no eval) may say `safe_to_load = True`: its datasets may then be restore
 shared cache that is not authenticated by a team key. Pickle, `path` datasets (the
 recipe opens them with any library) and plugin formats that do not say so are restored
 only from the local cache or an authenticated shared one.
+
+Over 500 lines: one short reader and writer per format, and the registry.
 """
 from __future__ import annotations
 

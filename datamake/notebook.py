@@ -14,6 +14,9 @@ names and what they hold, never the folder. The folder also holds the kernel's
 connection file, its temporary files and its IPython profile (so no startup script of
 the user's runs, and no history is written); it is removed when the run ends, however
 it ends.
+
+Over 500 lines: running a notebook in a kernel, telling its failures at the
+notebook's lines and rendering the page are one job (reading cells: notebook_cells.py).
 """
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Recipe and `python:` bodies are captured whole and compiled by Python's own `ast` at
 their real Datafile lines and columns (the source handed to `ast` is padded with blank
 lines), so syntax errors and tracebacks point into the Datafile without any line map.
+
+Over 500 lines: one method per construct of the language.
 """
 from __future__ import annotations
 

@@ -18,6 +18,10 @@ Pool workers (`-j`) record the partitions a yielding recipe writes in journals o
 own, `.datamake/journal.<pid>` (`WorkerJournal`): the build takes their lines in as
 they come, and folds them with its own; a build killed before it could leaves them to
 the next, which folds them first, as it does the build's journal.
+
+Its length (over 500 lines) is its one job: every table of one database and the rules for
+writing it safely (lock, journals, schema upgrades, cache index) share one connection
+and one lock; apart, each part would reach into the others'.
 """
 from __future__ import annotations
 
