@@ -228,12 +228,14 @@ def runs(state, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def step_runs(state, step: str, limit: int = 50) -> list[dict[str, Any]]:
-    """One step's latest runs, oldest first: when, status, seconds, and the failure's
-    first line when it failed last."""
+    """One step's latest runs, oldest first: when, status, seconds, peak memory (MB, of
+    the process that ran it, while it ran; None where not measured: restored from a
+    cache, failed, or not Linux), and the failure's first line when it failed last."""
     last_failure = state.failure(step)
     rows = list(reversed(state.history(step, limit)))
-    found = [{"started": _iso(started), "status": status, "seconds": round(seconds, 3)}
-             for started, status, seconds in rows]
+    found = [{"started": _iso(started), "status": status, "seconds": round(seconds, 3),
+              "peak_mb": None if peak is None else round(peak / 1024, 1)}
+             for started, status, seconds, peak in rows]
     if found and found[-1]["status"] == "failed" and last_failure:
         found[-1]["failure"] = last_failure
     return found
@@ -256,9 +258,10 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
 def step_table(step: str, rows: list[dict[str, Any]]) -> str:
     if not rows:
         return f"`{step}` has not run in the recorded builds"
-    head = ("when", "status", "seconds")
-    body = [(r["started"].replace("T", " "), r["status"], f"{r['seconds']:.2f}") for r in rows]
-    text = f"Runs of `{step}`, oldest first:\n" + _table(head, body, right={2})
+    head = ("when", "status", "seconds", "peak MB")
+    body = [(r["started"].replace("T", " "), r["status"], f"{r['seconds']:.2f}",
+             "" if r.get("peak_mb") is None else f"{r['peak_mb']:.1f}") for r in rows]
+    text = f"Runs of `{step}`, oldest first:\n" + _table(head, body, right={2, 3})
     fail = rows[-1].get("failure")
     if fail:
         text += "\nlast failure:\n" + "\n".join("  " + ln for ln in fail.splitlines())

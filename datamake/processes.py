@@ -236,3 +236,26 @@ def _stop_group(proc: Any) -> None:
             _signal_group(pg, signal.SIGKILL)
             deadline = float("inf")
         time.sleep(0.005)
+
+
+def reset_peak_memory() -> None:
+    """Start measuring this process's peak resident memory afresh (Linux: the kernel's
+    high-water mark is reset through /proc; elsewhere nothing is measured)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_kb() -> int | None:
+    """This process's peak resident memory (kB) since `reset_peak_memory`, or None
+    where the system does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

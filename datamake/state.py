@@ -44,7 +44,7 @@ from .steps import split_step
 
 # 4: content digests are BLAKE3 (they were xxh3): older records cannot be compared.
 # 5: the last failure of each step is kept (`failures`), for the pipeline page.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 KEEP_RUNS = 1000  # the run history keeps this many builds
 STATE_DIR = ".datamake"
 JOURNAL = "journal"
@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS cache_objects(digest TEXT PRIMARY KEY, size INTEGER N
                                          used REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_steps(run INTEGER NOT NULL, node TEXT NOT NULL,
                                      status TEXT NOT NULL, seconds REAL NOT NULL,
-                                     reasons TEXT NOT NULL);
+                                     reasons TEXT NOT NULL, peak_kb INTEGER);
 CREATE TABLE IF NOT EXISTS failures(node TEXT PRIMARY KEY, run INTEGER NOT NULL,
                                     text TEXT NOT NULL) WITHOUT ROWID;
 """
@@ -107,7 +107,7 @@ DAMAGED = "state.db.damaged"  # where a damaged database is set aside
 _DIGEST_TABLES = ("steps", "files", "cache_steps", "cache_objects")
 _RESET = "".join(f"DROP TABLE IF EXISTS {t};" for t in _DIGEST_TABLES)
 # Schema versions that _SCHEMA's CREATE IF NOT EXISTS brings up to date.
-_UPGRADABLE = ("4",)
+_UPGRADABLE = ("4", "5")
 
 
 def check_layout(root: Path) -> None:
@@ -252,12 +252,14 @@ class State:
                            (str(SCHEMA_VERSION),))
                 self._reindex(db)
             elif row[0] in _UPGRADABLE:
-                # Only lacks tables: add them, keep every record.
+                # Only lacks tables (and a column): add them, keep every record.
                 db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+                _add_peak_column(db)
                 db.execute("UPDATE meta SET value=? WHERE key='schema'",
                            (str(SCHEMA_VERSION),))
             elif _older(row[0]):
                 db.executescript("BEGIN;" + _RESET + _SCHEMA + "COMMIT;")
+                _add_peak_column(db)
                 db.execute("UPDATE meta SET value=? WHERE key='schema'",
                            (str(SCHEMA_VERSION),))
                 # The local cache's objects (and its index) are named by the old
@@ -723,9 +725,11 @@ class State:
     @_guarded
     def record_step(self, rec: StepRecord, texts: dict[str, str] | None = None,
                     status: str | None = "built", reasons: list[str] | None = None,
-                    cached: tuple[list, list] | None = None) -> None:
-        """Record a finished step, its line in the run history and (`cached`: outputs,
-        object sizes) its entry in the local cache: one line in the journal."""
+                    cached: tuple[list, list] | None = None,
+                    peak_kb: int | None = None) -> None:
+        """Record a finished step, its line in the run history (with its peak memory,
+        when measured) and (`cached`: outputs, object sizes) its entry in the local
+        cache: one line in the journal."""
         row = _row(rec)
         new_texts = [(h, t) for h, t in (texts or {}).items()
                      if h not in self._texts_known and h not in self._pending_texts]
@@ -743,7 +747,8 @@ class State:
             self.fold()
         if self.run_id is not None and status is not None:
             # History, not state: kept with the run's end, one transaction for all.
-            self._history.append((self.run_id, rec.node, status, rec.seconds, reasons or []))
+            self._history.append((self.run_id, rec.node, status, rec.seconds, reasons or [],
+                                  peak_kb))
 
     def _stamps_of_pending(self, stamps: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """New stamps (joined, node) for records still in the journal go into their rows
@@ -994,7 +999,7 @@ class State:
         """A step's line in the run history; `text`: what its failure printed (kept as
         the step's last failure until it next succeeds)."""
         if self.run_id is not None:
-            self._history.append((self.run_id, node, status, seconds, reasons))
+            self._history.append((self.run_id, node, status, seconds, reasons, None))
             if text is not None:
                 self._failures[node] = text
 
@@ -1003,8 +1008,8 @@ class State:
         if self.run_id is None or self._db is None:
             return
         with self._write():
-            self._db.executemany("INSERT INTO run_steps VALUES(?,?,?,?,?)",
-                                 [h[:4] + (json.dumps(h[4]),) for h in self._history])
+            self._db.executemany("INSERT INTO run_steps VALUES(?,?,?,?,?,?)",
+                                 [h[:4] + (json.dumps(h[4]), h[5]) for h in self._history])
             self._db.executemany("DELETE FROM failures WHERE node=?",
                                  [(h[1],) for h in self._history if h[2] != "failed"])
             self._db.executemany("INSERT OR REPLACE INTO failures VALUES(?,?,?)",
@@ -1053,15 +1058,23 @@ class State:
         return [(*r, counts.get(r[0], {})) for r in reversed(rows)]
 
     @_guarded
-    def history(self, node: str, limit: int = 20) -> list[tuple[float, str, float]]:
-        """(started, status, seconds) of the latest runs of a step."""
+    def history(self, node: str, limit: int = 20) -> list[tuple[float, str, float, int | None]]:
+        """(started, status, seconds, peak memory in kB or None) of a step's latest runs."""
         db = self.db
         if db is None:
             return []
         return db.execute(
-            "SELECT runs.started, run_steps.status, run_steps.seconds FROM run_steps "
+            "SELECT runs.started, run_steps.status, run_steps.seconds, run_steps.peak_kb "
+            "FROM run_steps "
             "JOIN runs ON runs.id = run_steps.run WHERE node=? ORDER BY runs.id DESC LIMIT ?",
             (node, limit)).fetchall()
+
+
+def _add_peak_column(db: sqlite3.Connection) -> None:
+    """Schema 6: each step's line in the run history has its peak memory."""
+    cols = [r[1] for r in db.execute("PRAGMA table_info(run_steps)")]
+    if "peak_kb" not in cols:
+        db.execute("ALTER TABLE run_steps ADD COLUMN peak_kb INTEGER")
 
 
 def _older(schema: str) -> bool:

@@ -31,6 +31,8 @@ class StepResult(NamedTuple):
     stamps: tuple[str, ...]
     digests: tuple[str, ...]
     seconds: float
+    # The peak resident memory (kB) of the process that ran it, while it ran (Linux).
+    peak_kb: int | None = None
 
 
 class Job(NamedTuple):
@@ -106,13 +108,18 @@ def run_job(job: Job, ctx: Context | None = None,
     elif on_partition is None and job.queue is not None:
         def on_partition(key: str, path: str, stamp: str, digest: str) -> None:
             job.queue.put((job.step, key, path, stamp, digest))
+    from .processes import peak_memory_kb, reset_peak_memory
+
+    reset_peak_memory()
     pendings = run_step(ctx, job.node, job.step, job.key, job.whole_keys, job.quiet_stdout,
                         job.done, on_partition, job.pins, job.cache_dir, job.made_from)
+    peak = peak_memory_kb()
     kept: list[tuple[str, int]] = []
     try:
         if job.cache_dir and pendings:
             kept = [k for p in pendings for k in keep(p, job.cache_dir)]
-        res = commit(ctx.catalog, pendings, job.key, time.perf_counter() - t0)
+        res = commit(ctx.catalog, pendings, job.key, time.perf_counter() - t0)._replace(
+            peak_kb=peak)
     except BaseException:
         for p in pendings:
             ctx.catalog.discard(p)

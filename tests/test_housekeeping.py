@@ -169,3 +169,28 @@ def test_completion_scripts_for_each_shell():
                                          _DATAMAKE_COMPLETE=f"{shell}_source"),
                            capture_output=True, text=True)
         assert r.returncode == 0 and "_DATAMAKE_COMPLETE" in r.stdout, (shell, r.stderr)
+
+
+def test_runs_of_a_step_show_its_peak_memory(proj):
+    # A step that holds 300 MB peaks at least that high; a step that holds nothing peaks
+    # far lower, whether steps run in the build's process or in forked workers.
+    proj.write("Datafile", 'dataset big = "big.txt"\ndataset small = "small.txt"\n'
+               "big:\n    b = bytearray(300 * 2**20)\n    b[::4096] = b'x' * len(b[::4096])\n"
+               "    str(len(b))\n"
+               "small:\n    'tiny'\n")
+    for jobs, again in (("-j1", ""), ("-j2", "x")):
+        if again:
+            proj.run("--clean")
+        assert sorted(proj.built(jobs, "big", "small")) == ["big", "small"]
+        big = proj.run("--runs", "big", "--json").json["runs"][-1]
+        small = proj.run("--runs", "small", "--json").json["runs"][-1]
+        assert big["peak_mb"] >= 300, (jobs, big)
+        assert small["peak_mb"] < big["peak_mb"] - 200, (jobs, small, big)
+    text = proj.run("--runs", "big").out.splitlines()
+    assert text[1].split() == ["when", "status", "seconds", "peak", "MB"]
+    assert float(text[-1].split()[-1]) >= 300
+    # Restored from the local cache: nothing ran, so no peak is shown.
+    os.remove(proj.path("big.txt"))
+    assert proj.build("big")["cached"] == ["big"]
+    last = proj.run("--runs", "big", "--json").json["runs"][-1]
+    assert (last["status"], last["peak_mb"]) == ("cached", None)

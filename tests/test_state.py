@@ -468,3 +468,25 @@ def test_a_state_of_schema_4_is_upgraded_in_place(proj):
     state = State(proj.root)
     assert state.failure("a") is None
     state.close()
+
+
+def test_a_state_of_schema_5_is_upgraded_in_place(proj):
+    # Peak memory came with schema 6: a state of schema 5 gets the column, keeps its
+    # records and its run history, and records peaks from then on.
+    proj.write("Datafile", SLOW)
+    assert proj.built() == ["a", "b", "c"]
+    db = sqlite3.connect(proj.path(".datamake/state.db"))
+    db.execute("ALTER TABLE run_steps DROP COLUMN peak_kb")
+    db.execute("UPDATE meta SET value='5' WHERE key='schema'")
+    db.commit()
+    db.close()
+    assert proj.built() == []
+    proj.write("Datafile", SLOW.replace('a + "b"', 'a + "B"'))
+    assert proj.built() == ["b", "c"]
+    from datamake.state import State
+
+    state = State(proj.root)
+    rows = state.history("b")
+    state.close()
+    assert [r[1] for r in rows] == ["built", "built"]
+    assert rows[0][3] is not None and rows[1][3] is None
