@@ -15,7 +15,6 @@ when none is, there is no help; that is how "did you mean" falls back to a plain
 """
 from __future__ import annotations
 
-import string
 from typing import Any, NamedTuple
 
 
@@ -384,6 +383,8 @@ MESSAGES: dict[str, Message] = {
 
 
 def _fields_of(template: str) -> set[str]:
+    import string  # only when a message is written: not on a no-op build's path
+
     return {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(template)
             if f}
 
