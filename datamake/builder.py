@@ -25,9 +25,9 @@ from .recorder import Recorder
 from .runners import Runner, WorkerDied
 from .scheduler import Scheduler
 from .steps import key_of, step_id
-from .worker import Context, Job, JobResult, commit
 
 if TYPE_CHECKING:
+    from .worker import Context, Job, JobResult
     from .catalog import Catalog
     from .graph import Graph
     from .project import Project
@@ -349,6 +349,8 @@ class Builder:
             t = time.perf_counter()
             restored = self.caches.restore(node, key, verdict.sig)
             if restored is not None:
+                from .worker import commit  # not imported by a build that runs nothing
+
                 res = commit(self.catalog, restored, key, time.perf_counter() - t)
                 self.rec.save_versions(node, key, res, verdict.sig, digests)
                 self.rec.record(node, step, verdict, digests, res, "cached")
@@ -438,7 +440,7 @@ class Builder:
 
     # -- running steps --------------------------------------------------------------
 
-    def job(self, task: _Task) -> Job:
+    def job(self, task: _Task) -> "Job":
         """A stale step as a self-contained job (what a worker needs, nothing more)."""
         node, project = task.node, self.project
         shared = self._per_rule.get(node.name)
@@ -469,6 +471,8 @@ class Builder:
         if node.generator and self.started is not None and self.started.journals:
             v = task.verdict
             journal = (v.sig or "", v.code_fp, v.params_fp, v.inputs_fp or "")
+        from .worker import Job
+
         return Job(self._root, project.display, datasets, params, recipe, python, folder,
                    node, task.step, task.key, whole_keys, pins, done,
                    self._cache_dir, self.reporter.json,
@@ -477,10 +481,12 @@ class Builder:
                    (task.verdict.params_fp, task.verdict.inputs_fp) if node.kind == "notebook"
                    else None)
 
-    def in_process(self, job: Job) -> Context | None:
+    def in_process(self, job: "Job") -> "Context | None":
         """Steps run here share the build's catalog (and its listings) and namespace."""
         if self.started is None or not self.started.inline:
             return None
+        from .worker import Context
+
         return Context(job.root, job.recipe.filename or job.display, job.folder, self.catalog,
                        job.params, self.project.namespace(job.recipe.scope), job.recipe,
                        tuple(self.project.namespace(scope) for scope, _, _, _ in job.others))
@@ -502,7 +508,7 @@ class Builder:
             self.reporter.step_progress(step, len(self.rec._recorded_keys(out, task.verdict.sig)),
                                         None)
 
-    def finish(self, task: _Task, outcome: JobResult | BaseException) -> None:
+    def finish(self, task: _Task, outcome: "JobResult | BaseException") -> None:
         """Record a step that came back from the runner."""
         node, step, key, verdict = task.node, task.step, task.key, task.verdict
         self.running.pop(step, None)

@@ -1,10 +1,7 @@
 """Error kinds, source spans and diagnostics, each error kind with its exit code."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, NamedTuple
-
-from .messages import MESSAGES, text
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a recipe failed, or `-q` found work
@@ -25,12 +22,7 @@ class Span(NamedTuple):
         return f"{self.file}:{self.line}:{self.col}"
 
 
-@dataclass(frozen=True)
-class Diagnostic:
-    """One message about the user's input, of a kind in `messages.MESSAGES` (its `code`),
-    located at a span when it has one. Made with `Diagnostic.of(code, span, **fields)`;
-    a code that is not in the table is refused, so every diagnostic has a kind."""
-
+class _DiagnosticFields(NamedTuple):
     code: str
     severity: str  # "error" | "warning"
     message: str
@@ -38,13 +30,30 @@ class Diagnostic:
     help: str | None = None
     notes: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        if self.code not in MESSAGES:
-            raise ValueError(f"no message has the code {self.code!r}")
+
+class Diagnostic(_DiagnosticFields):
+    """One message about the user's input, of a kind in `messages.MESSAGES` (its `code`),
+    located at a span when it has one. Made with `Diagnostic.of(code, span, **fields)`;
+    a code that is not in the table is refused, so every diagnostic has a kind.
+
+    Immutable (a named tuple, not a dataclass: this module is on every build's start-up
+    path, and the table of messages is read only when a diagnostic is made)."""
+
+    __slots__ = ()
+
+    def __new__(cls, code: str, severity: str, message: str, span: Span | None = None,
+                help: str | None = None, notes: tuple[str, ...] = ()) -> "Diagnostic":
+        from .messages import MESSAGES
+
+        if code not in MESSAGES:
+            raise ValueError(f"no message has the code {code!r}")
+        return super().__new__(cls, code, severity, message, span, help, tuple(notes))
 
     @classmethod
     def of(cls, code: str, span: Span | None = None, /, **fields: Any) -> "Diagnostic":
         """The diagnostic of kind `code`, its text written from `fields` by the table."""
+        from .messages import MESSAGES, text
+
         message, help, note = text(code, **fields)
         return cls(code, MESSAGES[code].severity, message, span, help,
                    (note,) if note else ())
@@ -87,6 +96,8 @@ class UsageError(DatamakeError):
     exit_code = EXIT_USAGE
 
     def __init__(self, code: str, /, **fields: Any):
+        from .messages import text
+
         message, help, _ = text(code, **fields)
         super().__init__(message)
         self.code = code
@@ -116,6 +127,8 @@ class CatalogError(DatamakeError):
 
     @classmethod
     def of(cls, code: str, /, **fields: Any) -> "CatalogError":
+        from .messages import text
+
         message, help, _ = text(code, **fields)
         return cls(message, help, code)
 

@@ -1,6 +1,6 @@
 """What builds decide and do, as values: why a step runs (`Reason`), the planner's
-answer for one step (`Verdict`), what became of it (`Outcome`) and of a whole build
-(`BuildResult`). The console, `--json`, `--explain`, `--dag` and the pipeline page read
+answer for one step (`Verdict`), what running it wrote (`StepResult`), what became of
+it (`Outcome`) and of a whole build (`BuildResult`). The console, `--json`, `--explain`, `--dag` and the pipeline page read
 these without importing the engine that makes them.
 """
 from __future__ import annotations
@@ -10,6 +10,17 @@ from typing import Any, NamedTuple
 # Why a step runs, most decisive first. `--json`, `--explain` and the page show them.
 CODES = ("forced", "no-record", "missing-output", "output-changed", "recipe-changed",
          "param-changed", "input-changed", "upstream")
+
+
+class StepResult(NamedTuple):
+    """What running one step produced."""
+
+    paths: tuple[str, ...]
+    stamps: tuple[str, ...]
+    digests: tuple[str, ...]
+    seconds: float
+    # The peak resident memory (kB) of the process that ran it, while it ran (Linux).
+    peak_kb: int | None = None
 
 
 class Reason(NamedTuple):

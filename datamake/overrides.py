@@ -3,7 +3,6 @@ given to `Project(params=...)`: a value is a Python literal or a plain string, a
 name sets one key inside a dict parameter, leaving its other keys as they are."""
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from .diagnostics import suggest
@@ -48,6 +47,8 @@ def apply(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
             copied.discard(root)
             continue
         if root not in copied:
+            import copy
+
             out[root] = copy.deepcopy(out[root])
             copied.add(root)
         cur = out[root]

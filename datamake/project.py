@@ -59,9 +59,12 @@ class Project:
         except CredentialsError as e:
             raise UsageError("credentials-invalid", reason=str(e)) from None
         self.graph: graph_mod.Graph = parsecache.load(self)
-        from .overrides import apply
+        if params:
+            from .overrides import apply
 
-        self.params = apply(self.graph.params, params or {})
+            self.params = apply(self.graph.params, params)
+        else:
+            self.params = dict(self.graph.params)
         self.catalog = Catalog(self.root, self.graph.datasets, env, self.graph.locations)
         self._state: State | None = None
         self._namespaces: dict[str, Any] = {}

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from .catalog import local_stamp, stable
 from .hashing import hash_text
+from .outcomes import StepResult
 from .state import StepRecord
 from .steps import key_of, step_id
-from .worker import StepResult
 
 if TYPE_CHECKING:
     from .cache import Caches

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import UsageError
 from .graph import RuleNode
-from .worker import Context, Job, run_job
 
 if TYPE_CHECKING:
+    from .worker import Context, Job
     from .project import Project
 
 
@@ -61,6 +61,8 @@ class InlineRunner(Runner):
             on_partitions([(job.step, key, path, stamp, digest)])  # recorded at once
 
         try:
+            from .worker import run_job
+
             self._done.append((ticket, run_job(job, ctx, on_partition)))
         except BaseException as e:  # recipe failures and storage errors, reported by the build
             if isinstance(e, KeyboardInterrupt) and processes.interrupted():
@@ -110,7 +112,7 @@ class PoolRunner(Runner):
     def _new_pool(self) -> Any:
         import concurrent.futures
 
-        from . import processes
+        from . import processes, worker  # noqa: F401 (the forked workers have it loaded)
 
         return concurrent.futures.ProcessPoolExecutor(
             self.size, mp_context=self._mp, initializer=processes.worker_init,
@@ -133,10 +135,11 @@ class PoolRunner(Runner):
         while self._waiting and len(self._running) < self.size:
             self._start(*self._waiting.popleft())
 
-    def _start(self, ticket: int, job: Job) -> None:
+    def _start(self, ticket: int, job: "Job") -> None:
         import concurrent.futures
 
         from . import processes
+        from .worker import run_job
 
         try:
             fut = self.pool.submit(processes.in_worker, run_job, job)
@@ -295,6 +298,8 @@ class DaskRunner(Runner):
         return self._queue
 
     def submit(self, job: Job, ctx: Context | None, on_partitions) -> Any:
+        from .worker import run_job
+
         fut = self.client.submit(run_job, job, pure=False, key=f"datamake-{job.step}-{time.time_ns()}")
         self._futures[fut.key] = fut
         return fut.key

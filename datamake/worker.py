@@ -20,19 +20,9 @@ from .catalog import Catalog, PartitionMap, Pending, folder_digest, folder_files
 from .graph import RuleNode
 from .recipe import (Namespace, RecipeFailure, RecipeInfo, exits_contained, make_function,
                      recipe_error, run_shell)
+from .outcomes import StepResult
 from .state import StepRecord, WorkerJournal
 from .steps import step_id
-
-
-class StepResult(NamedTuple):
-    """What running one step produced."""
-
-    paths: tuple[str, ...]
-    stamps: tuple[str, ...]
-    digests: tuple[str, ...]
-    seconds: float
-    # The peak resident memory (kB) of the process that ran it, while it ran (Linux).
-    peak_kb: int | None = None
 
 
 class Job(NamedTuple):
