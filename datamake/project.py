@@ -52,12 +52,14 @@ class Project:
         self._sources_digest = ""
         self.code_texts: dict[str, str] = {}
         self.warnings: list[Diagnostic] = []
-        from .envs import CredentialsError, load_credentials
+        self.credentials: list[str] = []
+        if (self.root / "conf").is_dir():  # environments live in conf/
+            from .envs import CredentialsError, load_credentials
 
-        try:  # before anything reads storage; names only, never values, are kept
-            self.credentials = load_credentials(self.root)
-        except CredentialsError as e:
-            raise UsageError("credentials-invalid", reason=str(e)) from None
+            try:  # before anything reads storage; names only, never values, are kept
+                self.credentials = load_credentials(self.root)
+            except CredentialsError as e:
+                raise UsageError("credentials-invalid", reason=str(e)) from None
         self.graph: graph_mod.Graph = parsecache.load(self)
         if params:
             from .overrides import apply
