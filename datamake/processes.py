@@ -240,22 +240,39 @@ def _stop_group(proc: Any) -> None:
 
 def reset_peak_memory() -> None:
     """Start measuring this process's peak resident memory afresh (Linux: the kernel's
-    high-water mark is reset through /proc; elsewhere nothing is measured)."""
+    high-water mark is reset through /proc; elsewhere nothing is measured). A few
+    microseconds: it runs before every step."""
     try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
+        fd = os.open("/proc/self/clear_refs", os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"5")
     except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
 def peak_memory_kb() -> int | None:
     """This process's peak resident memory (kB) since `reset_peak_memory`, or None
-    where the system does not say."""
+    where the system does not say. (Not getrusage's ru_maxrss, which can keep the
+    peak of the process this one was forked from before it became datamake.)"""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        fd = os.open("/proc/self/status", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 16384)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    at = data.find(b"\nVmHWM:")
+    end = data.find(b"kB", at)
+    if at < 0 or end < 0:
+        return None
+    try:
+        return int(data[at + 7:end])
+    except ValueError:
+        return None
