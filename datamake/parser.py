@@ -479,7 +479,10 @@ class _Builder:
             {i.key for i in inputs if i.key} | ({"done"} if scan.generator else set())
         args = [a for a in candidates if a in keep or a in used]
         fp = hash_text(fast_dump(ast.Module(fn.body, [])))
-        keys_read = constant_keys(fn, [i.local for i in inputs])
+        # Only an input the recipe reads by its plain name can be read as `name[KEY]`
+        # (the scan saw every such read): the others need no second walk.
+        plain = {u.chain for u in scan.uses}
+        keys_read = constant_keys(fn, [i.local for i in inputs if i.local in plain])
         last = fn.body[-1]
         no_value = None
         if isinstance(last, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and not scan.generator:

@@ -293,25 +293,33 @@ def binds(stmt: ast.stmt, name: str) -> bool:
 def constant_keys(fn: ast.AST, names: list[str]) -> tuple[tuple[str, tuple], ...]:
     """For each of `names` that `fn` reads only as `name[CONSTANT]` (a string or integer
     key, never the whole value, never assigned or changed), the keys it reads, sorted.
-    A step that reads `model["depth"]` depends on that key of `model`, not on the rest."""
+    A step that reads `model["depth"]` depends on that key of `model`, not on the rest.
+    (One walk; callers pass only the names the recipe reads at all.)"""
+    if not names:
+        return ()
     want = set(names)
-    keys: dict[str, set] = {n: set() for n in names}
+    keys: dict[str, set] = {}
     whole: set[str] = set()
     subscripted: set[int] = set()  # ids of Name nodes read as `name[CONSTANT]`
+    named: list[ast.Name] = []
     for n in ast.walk(fn):
-        if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) \
-                and n.value.id in want:
-            sl = n.slice
-            if isinstance(n.ctx, ast.Load) and isinstance(sl, ast.Constant) \
-                    and type(sl.value) in (str, int):
-                keys[n.value.id].add(sl.value)
-                subscripted.add(id(n.value))
-            else:
-                whole.add(n.value.id)
-    for n in ast.walk(fn):
-        if isinstance(n, ast.Name) and n.id in want and id(n) not in subscripted:
-            whole.add(n.id)  # read whole, passed on, assigned or deleted
+        if isinstance(n, ast.Subscript):
+            v = n.value
+            if isinstance(v, ast.Name) and v.id in want:
+                sl = n.slice
+                if isinstance(n.ctx, ast.Load) and isinstance(sl, ast.Constant) \
+                        and type(sl.value) in (str, int):
+                    keys.setdefault(v.id, set()).add(sl.value)
+                    subscripted.add(id(v))
+                else:
+                    whole.add(v.id)
+        elif isinstance(n, ast.Name):
+            if n.id in want:
+                named.append(n)
         elif isinstance(n, ast.arg) and n.arg in want:
             whole.add(n.arg)  # a nested function's own argument of that name
+    for n in named:
+        if id(n) not in subscripted:
+            whole.add(n.id)  # read whole, passed on, assigned or deleted
     return tuple((name, tuple(sorted(keys[name], key=repr))) for name in names
-                 if name not in whole and keys[name])
+                 if name not in whole and name in keys)
