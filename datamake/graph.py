@@ -282,11 +282,11 @@ class _Checker:
                 self.check_format(d)
             elif not d.format and d.name in in_python:
                 self.check_extension(d)
-            if d.name in declared and declared[d.name] is d:
-                self.check_location_unique(d, at)
             problem = locations.problem_of(d.location)
             if problem is not None:
                 self.err(problem[0], d.location_span, **problem[1])
+            elif d.name in declared and declared[d.name] is d:
+                self.check_location_unique(d, at)
             if d.name in declared and declared[d.name] is d:
                 g.datasets[d.name] = DatasetInfo(d.name, d.location, d.format, d.options,
                                                  d.versioned, True, locations.placeholders(d.location))
@@ -501,9 +501,10 @@ class _Checker:
                      best=self.suggest(d.format, known), known=", ".join(known))
 
     def check_location_unique(self, d: "model.Dataset", at: dict) -> None:
-        """Two datasets at one location: one would overwrite the other (a source too)."""
-        if "${" in d.location or not d.location.strip() or locations.problem(d.location):
-            return  # known only once the environment is read, or told already
+        """Two datasets at one location: one would overwrite the other (a source too).
+        Asked only of a location that has no problem of its own."""
+        if "${" in d.location:
+            return  # known only once the environment is read
         where = locations.resolve(d.location, "/r")[0].rstrip("/")
         if not locations.is_url(where):
             where = os.path.normpath(where)
