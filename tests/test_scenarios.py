@@ -15,49 +15,8 @@ import pytest
 from datamake.api import Project
 from datamake.scheduler import Scheduler
 
-DATAFILE = """
-    param factor = 2
-    param label = "total"
-
-    dataset numbers = "data/numbers.txt"
-    dataset notes   = "data/notes.txt"
-    dataset parsed  = "data/parsed.json"
-    dataset scaled  = "data/scaled.json"
-    dataset summary = "out/summary.json"
-    dataset loud    = "out/notes.txt"
-
-    python:
-        from helpers import parse_numbers, scale
-
-    all: summary loud
-
-    parsed: numbers
-        parse_numbers(numbers)
-
-    scaled: parsed factor
-        scale(parsed, factor)
-
-    summary: scaled label
-        {label: sum(scaled)}
-
-    loud: notes
-        notes.upper()
-"""
-
-HELPERS = """
-    def parse_numbers(text):
-        return [int(x) for x in text.split()]
-
-
-    def scale(xs, k):
-        return [x * k for x in xs]
-
-
-    def unrelated():
-        return 1
-"""
-
-ALL = ["parsed", "scaled", "summary", "loud"]
+# The pipeline of the end-to-end staleness tests, built here in-process.
+from test_staleness import ALL, DATAFILE, HELPERS  # noqa: E402
 
 
 class Pipeline:
