@@ -407,21 +407,26 @@ def _versioned(project, name: str):
 def _history(project, name: str, reporter, as_json: bool) -> int:
     versions = _versioned(project, name)
     if as_json:
-        reporter.document([{"version": v.id, "time": v.time.isoformat(), "digest": v.digest,
-                            "signature": v.sig, "size": v.size, "path": v.url}
-                           for v in versions])
+        reporter.document([{"number": i, "version": v.id, "time": v.time.isoformat(),
+                            "digest": v.digest, "signature": v.sig, "size": v.size,
+                            "path": v.url}
+                           for i, v in enumerate(versions, 1)])
         return EXIT_OK
     loc = project.catalog.location(name)
     if not versions:
         reporter.print(f"`{name}` ({project.catalog.shown(loc)}) has no saved versions yet")
         return EXIT_OK
+    # `@N` names version N in `--diff` and in a rule's inputs (`name@N`).
+    at = max(len(f"@{len(versions)}"), 2)
     lines = [f"Versions of `{name}` ({project.catalog.shown(loc)}), oldest first:",
-             f"  {'version':<21} {'time (local)':<19}  {'content':<12}  {'step':<12}  size"]
-    for i, v in enumerate(versions):
+             f"  {'':<{at}}  {'version':<21} {'time (local)':<19}  {'content':<12}  "
+             f"{'step':<12}  size"]
+    for i, v in enumerate(versions, 1):
         when = v.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         size = "" if v.size is None else _human(v.size)
-        mark = "  (latest)" if i == len(versions) - 1 else ""
-        lines.append(f"  {v.id:<21} {when:<19}  {v.digest[:12]:<12}  {v.sig[:12]:<12}  {size}{mark}")
+        mark = "  (latest)" if i == len(versions) else ""
+        lines.append(f"  {'@' + str(i):<{at}}  {v.id:<21} {when:<19}  {v.digest[:12]:<12}  "
+                     f"{v.sig[:12]:<12}  {size}{mark}")
     reporter.print("\n".join(lines))
     return EXIT_OK
 
@@ -429,6 +434,7 @@ def _history(project, name: str, reporter, as_json: bool) -> int:
 def _diff(project, name: str, args: list[str], reporter, as_json: bool) -> int:
     from .versions import VersionError, diff, metrics_of, resolve
 
+    from .report_index import differing
     from .report_versions import records
 
     name, args = _diff_specs(name, args)
@@ -451,7 +457,7 @@ def _diff(project, name: str, args: list[str], reporter, as_json: bool) -> int:
     ra, rb = records(cat, name, [a, b])
     # A version saved before datamake kept records says nothing of what it came from.
     known = all(r.params or r.inputs for r in (ra, rb))
-    changed = {k: _changed(getattr(ra, k), getattr(rb, k)) if known else {}
+    changed = {k: differing(getattr(ra, k), getattr(rb, k)) if known else {}
                for k in ("params", "inputs")}
     if as_json:
         reporter.document({"name": name, "from": a.id, "to": b.id, "metrics": table,
@@ -493,12 +499,6 @@ def _diff_specs(name: str, args: list[str]) -> tuple[str, list[str]]:
     if not first:
         raise UsageError("diff-no-version", name=name)
     return name, specs
-
-
-def _changed(before: dict, after: dict) -> dict:
-    from .report_index import _changed as changed
-
-    return changed(before, after)
 
 
 def _short(value) -> str:

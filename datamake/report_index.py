@@ -65,13 +65,15 @@ def compare(a: VersionRecord, b: VersionRecord) -> dict[str, Any]:
     change (versions.diff), and the parameters and inputs that differ."""
     return {"from": a.version.id, "to": b.version.id,
             "metrics": diff(dict(a.metrics), dict(b.metrics)),
-            "params": _changed(a.params, b.params), "inputs": _changed(a.inputs, b.inputs)}
+            "params": differing(a.params, b.params), "inputs": differing(a.inputs, b.inputs)}
 
 
 _MISSING = object()
 
 
-def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def differing(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The keys whose values differ between two mappings (parameters, input digests),
+    each with its value before and after (None where it was absent)."""
     out = {}
     for k in sorted(set(before) | set(after), key=str):
         x, y = before.get(k, _MISSING), after.get(k, _MISSING)

@@ -137,7 +137,14 @@ def test_versions_history_pins_and_diff(nums):
     assert nums.built("k=10") == ["scaled", "report"]
     hist = nums.run("--history", "report", "--json").json
     assert len(hist) == 2
+    assert [h["number"] for h in hist] == [1, 2]
     assert [h["signature"][:4] != "none" for h in hist] == [True, True]
+    # The text numbers them as `--diff` and `name@N` inputs name them.
+    rows = nums.run("--history", "report").out.splitlines()[2:]
+    assert [(r.split()[0], r.split()[1]) for r in rows] == [
+        ("@1", hist[0]["version"]), ("@2", hist[1]["version"])]
+    assert rows[-1].endswith("(latest)") and not rows[0].endswith("(latest)")
+    assert nums.run("--diff", "report@1", "report@2").out == nums.run("--diff", "report").out
     assert os.path.exists(hist[0]["path"]) and hist[0]["path"].startswith(
         str(nums.path("out/.versions/report.html")))
     r = nums.run("--diff", "report")
