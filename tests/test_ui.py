@@ -198,6 +198,10 @@ def test_a_failed_step_shows_its_traceback_at_datafile_lines(proj):
         doc = LocalSource("Datafile").panel("out")
     # Built since (with n=2): no failure to show; with n=0 it is a step to run again.
     assert doc["failure"] is None and doc["status"] == "stale"
+    # Its recent runs, newest first: the success with its peak memory, the failure without.
+    assert [(h["status"], h["peak_mb"] is None) for h in doc["history"]] == [
+        ("built", False), ("failed", True)]
+    assert doc["history"][0]["peak_mb"] > 1
 
 
 def test_previews_of_tables_values_images_pages_and_versions(built_spaceflights):

@@ -42,7 +42,8 @@ Panel (`Source.panel(id)`): everything shown when a node is clicked.
      "explain": [{"step": str, "lines": [str, ...]}, ...],   # as --explain words it
      "failure": {"step": str, "text": str} | None,           # the last failure's traceback
      "partitions": [{"key": str, "status": str}, ...] | None,
-     "history": [{"started": float, "status": str, "seconds": float}, ...],
+     "history": [{"started": float, "status": str, "seconds": float,
+                  "peak_mb": float | None}, ...],
      "readers": [id, ...],               # the rules that read it
      "value": str | None}                # a parameter's value
 

@@ -293,8 +293,9 @@ class LocalSource:
         if node.key:
             doc["partitions"] = [{"key": split_step(s)[1], "status": _step_status(
                 result.outcomes[s], last.get(s))[0]} for s in steps[:MAX_PARTITIONS]]
-        doc["history"] = [{"started": t, "status": st, "seconds": sec}
-                          for t, st, sec, _ in project.state.history(steps[0] if steps else name, 10)]
+        doc["history"] = [{"started": t, "status": st, "seconds": sec,
+                           "peak_mb": None if kb is None else round(kb / 1024, 1)}
+                          for t, st, sec, kb in project.state.history(steps[0] if steps else name, 10)]
         doc["readers"] = _readers(g, node.outputs)
         return doc
 

@@ -601,7 +601,8 @@
     if (doc.readers && doc.readers.length) parts.push(el("h3", {}, "Read by"), el("div", {}, doc.readers.map((r) => [jump(r), " "])));
     if (doc.history && doc.history.length) {
       parts.push(el("h3", {}, "Recent runs"), el("table", { class: "data" }, el("tbody", {},
-        doc.history.map((h) => el("tr", {}, el("td", {}, fmtTime(h.started)), el("td", {}, h.status), el("td", {}, fmtSeconds(h.seconds)))))));
+        doc.history.map((h) => el("tr", {}, el("td", {}, fmtTime(h.started)), el("td", {}, h.status), el("td", {}, fmtSeconds(h.seconds)),
+          el("td", { title: "peak memory of the process that ran it" }, h.peak_mb == null ? "" : h.peak_mb.toFixed(1) + " MB"))))));
     }
     panel.replaceChildren(...parts);
     const first = (doc.outputs || []).find((d) => d.preview);
