@@ -452,16 +452,22 @@ def test_a_failed_steps_text_is_kept_until_it_succeeds(proj):
     state.close()
 
 
+def _as_schema(proj, version: int, *statements: str) -> None:
+    """Make the project's state look as an older datamake left it."""
+    db = sqlite3.connect(proj.path(".datamake/state.db"))
+    for sql in statements:
+        db.execute(sql)
+    db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(version),))
+    db.commit()
+    db.close()
+
+
 def test_a_state_of_schema_4_is_upgraded_in_place(proj):
     # The failures table came with schema 5: a state of schema 4 (BLAKE3 digests already)
     # gets it, and keeps its records.
     proj.write("Datafile", SLOW)
     assert proj.built() == ["a", "b", "c"]
-    db = sqlite3.connect(proj.path(".datamake/state.db"))
-    db.execute("DROP TABLE failures")
-    db.execute("UPDATE meta SET value='4' WHERE key='schema'")
-    db.commit()
-    db.close()
+    _as_schema(proj, 4, "DROP TABLE failures", "ALTER TABLE run_steps DROP COLUMN peak_kb")
     assert proj.built() == []
     from datamake.state import State
 
@@ -475,11 +481,7 @@ def test_a_state_of_schema_5_is_upgraded_in_place(proj):
     # records and its run history, and records peaks from then on.
     proj.write("Datafile", SLOW)
     assert proj.built() == ["a", "b", "c"]
-    db = sqlite3.connect(proj.path(".datamake/state.db"))
-    db.execute("ALTER TABLE run_steps DROP COLUMN peak_kb")
-    db.execute("UPDATE meta SET value='5' WHERE key='schema'")
-    db.commit()
-    db.close()
+    _as_schema(proj, 5, "ALTER TABLE run_steps DROP COLUMN peak_kb")
     assert proj.built() == []
     proj.write("Datafile", SLOW.replace('a + "b"', 'a + "B"'))
     assert proj.built() == ["b", "c"]
