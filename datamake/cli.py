@@ -432,10 +432,9 @@ def _history(project, name: str, reporter, as_json: bool) -> int:
 
 
 def _diff(project, name: str, args: list[str], reporter, as_json: bool) -> int:
-    from .versions import VersionError, diff, metrics_of, resolve
-
     from .report_index import differing
     from .report_versions import records
+    from .versions import VersionError, diff, metrics_of, resolve
 
     name, args = _diff_specs(name, args)
     versions = _versioned(project, name)

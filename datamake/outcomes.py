@@ -1,7 +1,8 @@
 """What builds decide and do, as values: why a step runs (`Reason`), the planner's
 answer for one step (`Verdict`), what running it wrote (`StepResult`), what became of
-it (`Outcome`) and of a whole build (`BuildResult`). The console, `--json`, `--explain`, `--dag` and the pipeline page read
-these without importing the engine that makes them.
+it (`Outcome`) and of a whole build (`BuildResult`). The console, `--json`,
+`--explain`, `--dag` and the pipeline page read these without importing the engine
+that makes them.
 """
 from __future__ import annotations
 

@@ -127,8 +127,7 @@ class Recorder:
         project.state.record_step(StepRecord(
             step, verdict.sig, verdict.code_fp, verdict.params_fp, verdict.inputs_fp,
             res.paths, stamps, res.digests, detail, time.time(), res.seconds),
-            texts, status, [r.code for r in verdict.reasons], cached,
-            res.peak_kb if status == "built" else None)
+            texts, status, [r.code for r in verdict.reasons], cached, res.peak_kb)
 
     def restamp(self) -> None:
         """Outputs and sources stamped too young to be trusted (written within one

@@ -21,6 +21,7 @@ from .graph import RuleNode
 from .recipe import (Namespace, RecipeFailure, RecipeInfo, exits_contained, make_function,
                      recipe_error, run_shell)
 from .outcomes import StepResult
+from .processes import peak_memory_kb, reset_peak_memory
 from .state import StepRecord, WorkerJournal
 from .steps import step_id
 
@@ -98,8 +99,6 @@ def run_job(job: Job, ctx: Context | None = None,
     elif on_partition is None and job.queue is not None:
         def on_partition(key: str, path: str, stamp: str, digest: str) -> None:
             job.queue.put((job.step, key, path, stamp, digest))
-    from .processes import peak_memory_kb, reset_peak_memory
-
     reset_peak_memory()
     pendings = run_step(ctx, job.node, job.step, job.key, job.whole_keys, job.quiet_stdout,
                         job.done, on_partition, job.pins, job.cache_dir, job.made_from)
